@@ -1,0 +1,69 @@
+"""The ``riskstream`` command: one entry point, one module per subcommand group.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``; the parser it adds sets
+``handler(args, settings) -> int``. Errors derived from :class:`RiskstreamError` are printed as one
+line without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from riskstream.config import load_settings, parse_assignments
+from riskstream.errors import RiskstreamError
+
+COMMAND_MODULES = (
+    "riskstream.cli.jars_cmd",
+    "riskstream.cli.kafka_cmd",
+    "riskstream.cli.cluster_cmd",
+    "riskstream.cli.run_cmd",
+)
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="riskstream",
+        description="Real-time AI risk scoring on event streams (PyFlink + Kafka + ONNX).",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config file (default: $RISKSTREAM_CONFIG, else ./riskstream.yaml if present)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. --set kafka.port=19092 (repeatable)",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, parse_assignments(args.assignments))
+        status: int = args.handler(args, settings)
+    except RiskstreamError as exc:
+        print(f"riskstream: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("riskstream: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
