@@ -1,0 +1,275 @@
+"""The feature set contract: every feature riskstream computes, defined once, as data.
+
+Training, the streaming job, the backfill and the model cards all read this module, so a feature's
+name, type, key, window and meaning cannot drift between them. Output names are derived from the
+spec (``amount_sum_by_card_1h``), the spec is validated when it is defined (a bad definition raises
+:class:`~riskstream.errors.FeatureSpecError` at import time), and :meth:`FeatureSet.spec_hash` is a
+stable digest that models stamp and check at load.
+
+Run ``python -m schemas.feature_set`` to (re)write the JSON rendering in ``schemas/json/``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from riskstream.errors import FeatureSpecError
+
+MS_PER_HOUR = 3_600_000
+MS_PER_DAY = 24 * MS_PER_HOUR
+LABEL_DELAY_MS = 7 * MS_PER_DAY
+"""Delay before a terminal's labels are assumed known (the Handbook's 7-day delay)."""
+MISSING = -1.0
+"""Value of a feature that is undefined for an event (e.g. no previous payment)."""
+JSON_DIR = Path(__file__).parent / "json"
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Key(enum.StrEnum):
+    """The entity a feature is computed per; ``event`` means from the event alone."""
+
+    EVENT = "event"
+    CARD = "card"
+    DEVICE = "device"
+    TERMINAL = "terminal"
+
+
+class Dtype(enum.StrEnum):
+    """Value type of a feature; every value is carried as a float64 in the vector."""
+
+    FLOAT = "float64"
+    INT = "int64"
+    BOOL = "bool"
+
+
+def _duration_label(ms: int) -> str:
+    """A compact label for a duration: ``3600000 -> '1h'``, ``86400000 -> '1d'``.
+
+    >>> _duration_label(7 * MS_PER_DAY)
+    '7d'
+    """
+    if ms % MS_PER_DAY == 0:
+        return f"{ms // MS_PER_DAY}d"
+    if ms % MS_PER_HOUR == 0:
+        return f"{ms // MS_PER_HOUR}h"
+    return f"{ms}ms"
+
+
+@dataclass(frozen=True)
+class Window:
+    """An event-time window ``(t - delay - length, t - delay]`` relative to the event time t."""
+
+    length_ms: int
+    delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.length_ms <= 0 or self.delay_ms < 0:
+            raise FeatureSpecError(
+                f"window: expected length_ms > 0 and delay_ms >= 0, "
+                f"found length_ms={self.length_ms}, delay_ms={self.delay_ms}"
+            )
+
+    @property
+    def label(self) -> str:
+        """Suffix used in output names: ``1h``, ``30d``, ``7d_delay7d``."""
+        text = _duration_label(self.length_ms)
+        return f"{text}_delay{_duration_label(self.delay_ms)}" if self.delay_ms else text
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature: ``base`` names the quantity, the output name adds key and window."""
+
+    base: str
+    dtype: Dtype
+    key: Key
+    meaning: str
+    window: Window | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME_PATTERN.match(self.base):
+            raise FeatureSpecError(f"feature base: expected snake_case, found {self.base!r}")
+        if not self.meaning.strip() or "\n" in self.meaning:
+            raise FeatureSpecError(f"feature {self.base}: expected a one-line meaning")
+        if self.key is Key.EVENT and self.window is not None:
+            raise FeatureSpecError(f"feature {self.base}: an event feature cannot have a window")
+
+    @property
+    def name(self) -> str:
+        """Output name derived from the spec, e.g. ``amount_sum_by_card_1h``."""
+        if self.key is Key.EVENT:
+            return self.base
+        suffix = f"_{self.window.label}" if self.window else ""
+        return f"{self.base}_by_{self.key.value}{suffix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of this feature (stable key order)."""
+        window = (
+            None
+            if self.window is None
+            else {"length_ms": self.window.length_ms, "delay_ms": self.window.delay_ms}
+        )
+        return {
+            "name": self.name,
+            "base": self.base,
+            "dtype": self.dtype.value,
+            "key": self.key.value,
+            "window": window,
+            "meaning": self.meaning,
+        }
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A named, versioned, ordered list of features; the order is the model's input order."""
+
+    name: str
+    version: int
+    features: tuple[Feature, ...]
+    missing: float = MISSING
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME_PATTERN.match(self.name) or self.version < 1:
+            raise FeatureSpecError(
+                f"feature set: expected a snake_case name and version >= 1, "
+                f"found {self.name!r} v{self.version}"
+            )
+        if not self.features:
+            raise FeatureSpecError(f"feature set {self.name}: expected at least one feature")
+        names = tuple(f.name for f in self.features)
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise FeatureSpecError(
+                f"feature set {self.name}: expected unique output names, "
+                f"found duplicates {duplicated}"
+            )
+        object.__setattr__(self, "names", names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the feature set, including its hash."""
+        body = self._body()
+        return {**body, "spec_hash": self.spec_hash()}
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "missing": self.missing,
+            "features": [f.to_dict() for f in self.features],
+        }
+
+    def spec_hash(self) -> str:
+        """SHA-256 of the canonical JSON spec: changes whenever any definition changes."""
+        canonical = json.dumps(self._body(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def to_json(self) -> str:
+        """The rendering stored in ``schemas/json/`` (and checked by a golden test)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @property
+    def json_path(self) -> Path:
+        """Where this version's JSON rendering lives."""
+        return JSON_DIR / f"feature_set.{self.name}.v{self.version}.json"
+
+
+def _card_windowed() -> list[Feature]:
+    """Per-card count, sum and mean over 1 h, 1 d (24 h), 7 d and 30 d, current tx included."""
+    out: list[Feature] = []
+    for length in (MS_PER_HOUR, MS_PER_DAY, 7 * MS_PER_DAY, 30 * MS_PER_DAY):
+        w = Window(length)
+        out += [
+            Feature("tx_count", Dtype.INT, Key.CARD, "payments of the card in the window", w),
+            Feature("amount_sum", Dtype.FLOAT, Key.CARD, "sum of the card's amounts in window", w),
+            Feature(
+                "amount_mean", Dtype.FLOAT, Key.CARD, "mean of the card's amounts in the window", w
+            ),
+        ]
+    return out
+
+
+def _terminal_delayed() -> list[Feature]:
+    """The Handbook's terminal risk: count and fraud rate over (t - 7d - n, t - 7d]."""
+    out: list[Feature] = []
+    for days in (1, 7, 30):
+        w = Window(days * MS_PER_DAY, LABEL_DELAY_MS)
+        out += [
+            Feature("tx_count", Dtype.INT, Key.TERMINAL, "payments at the terminal in window", w),
+            Feature(
+                "fraud_rate",
+                Dtype.FLOAT,
+                Key.TERMINAL,
+                "share of the window's payments labelled fraud before t",
+                w,
+            ),
+        ]
+    return out
+
+
+_D30 = Window(30 * MS_PER_DAY)
+
+PAYMENT_FEATURES = FeatureSet(
+    name="payment_features",
+    version=1,
+    features=(
+        Feature("amount", Dtype.FLOAT, Key.EVENT, "amount of the payment"),
+        Feature("hour_of_day", Dtype.INT, Key.EVENT, "UTC hour of the event time, 0-23"),
+        Feature("is_weekend", Dtype.BOOL, Key.EVENT, "1 if the event time is a Saturday or Sunday"),
+        Feature("is_night", Dtype.BOOL, Key.EVENT, "1 if the UTC hour is <= 6 (Handbook night)"),
+        *_card_windowed(),
+        Feature("amount_ratio", Dtype.FLOAT, Key.CARD, "amount / card mean amount in window", _D30),
+        Feature("seconds_since_prev", Dtype.FLOAT, Key.CARD, "seconds since the previous payment"),
+        Feature(
+            "km_from_prev_cp", Dtype.FLOAT, Key.CARD, "km from the previous card-present payment"
+        ),
+        Feature(
+            "kmh_from_prev_cp",
+            Dtype.FLOAT,
+            Key.CARD,
+            "implied speed km/h from the previous card-present payment",
+        ),
+        Feature(
+            "km_from_usual",
+            Dtype.FLOAT,
+            Key.CARD,
+            "km from the mean location of the card-present payments in window",
+            _D30,
+        ),
+        Feature("is_new_mcc", Dtype.BOOL, Key.CARD, "1 if the card never paid in this MCC before"),
+        Feature("is_new_device", Dtype.BOOL, Key.CARD, "1 if the card never used this device"),
+        Feature(
+            "distinct_cards",
+            Dtype.INT,
+            Key.DEVICE,
+            "distinct cards that used the device in window, current included",
+            Window(MS_PER_DAY),
+        ),
+        Feature(
+            "fraud_seen",
+            Dtype.BOOL,
+            Key.DEVICE,
+            "1 if a payment on the device was labelled fraud before t",
+        ),
+        *_terminal_delayed(),
+    ),
+)
+"""The feature set the scoring models consume (version 1)."""
+
+
+def write_json(feature_set: FeatureSet = PAYMENT_FEATURES) -> Path:
+    """Write the JSON rendering of ``feature_set`` and return its path."""
+    feature_set.json_path.parent.mkdir(parents=True, exist_ok=True)
+    feature_set.json_path.write_text(feature_set.to_json(), encoding="utf-8")
+    return feature_set.json_path
+
+
+if __name__ == "__main__":
+    sys.stdout.write(f"wrote {write_json()}\n")

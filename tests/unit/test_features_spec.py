@@ -1,0 +1,103 @@
+"""The feature set contract: derived names, validation at definition, golden JSON, stable hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from riskstream.errors import FeatureSpecError
+from schemas.feature_set import (
+    MS_PER_DAY,
+    PAYMENT_FEATURES,
+    Dtype,
+    Feature,
+    FeatureSet,
+    Key,
+    Window,
+)
+
+HANDBOOK = (
+    "amount",
+    "is_weekend",
+    "is_night",
+    *(f"tx_count_by_card_{n}d" for n in (1, 7, 30)),
+    *(f"amount_mean_by_card_{n}d" for n in (1, 7, 30)),
+    *(f"tx_count_by_terminal_{n}d_delay7d" for n in (1, 7, 30)),
+    *(f"fraud_rate_by_terminal_{n}d_delay7d" for n in (1, 7, 30)),
+)
+
+
+def test_names_are_derived_from_key_and_window() -> None:
+    assert Feature("amount_sum", Dtype.FLOAT, Key.CARD, "x", Window(3_600_000)).name == (
+        "amount_sum_by_card_1h"
+    )
+    delayed = Window(7 * MS_PER_DAY, 7 * MS_PER_DAY)
+    assert Feature("fraud_rate", Dtype.FLOAT, Key.TERMINAL, "x", delayed).name == (
+        "fraud_rate_by_terminal_7d_delay7d"
+    )
+    assert Feature("amount", Dtype.FLOAT, Key.EVENT, "x").name == "amount"
+
+
+def test_contains_the_fifteen_handbook_features_and_the_extras() -> None:
+    names = PAYMENT_FEATURES.names
+    assert len(HANDBOOK) == 15
+    assert set(HANDBOOK) <= set(names)
+    for extra in (
+        "amount_sum_by_card_1h",
+        "amount_mean_by_card_30d",
+        "amount_ratio_by_card_30d",
+        "seconds_since_prev_by_card",
+        "km_from_prev_cp_by_card",
+        "kmh_from_prev_cp_by_card",
+        "km_from_usual_by_card_30d",
+        "is_new_mcc_by_card",
+        "is_new_device_by_card",
+        "hour_of_day",
+        "distinct_cards_by_device_1d",
+        "fraud_seen_by_device",
+    ):
+        assert extra in names
+    assert len(names) == 31
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Window(0),
+        lambda: Window(10, -1),
+        lambda: Feature("Bad-Name", Dtype.FLOAT, Key.CARD, "x"),
+        lambda: Feature("amount", Dtype.FLOAT, Key.CARD, "two\nlines"),
+        lambda: Feature("amount", Dtype.FLOAT, Key.EVENT, "x", Window(10)),
+        lambda: FeatureSet("fs", 1, ()),
+        lambda: FeatureSet("fs", 0, (Feature("a", Dtype.FLOAT, Key.EVENT, "x"),)),
+        lambda: FeatureSet(
+            "fs",
+            1,
+            (Feature("a", Dtype.FLOAT, Key.EVENT, "x"), Feature("a", Dtype.INT, Key.EVENT, "y")),
+        ),
+    ],
+)
+def test_invalid_definitions_raise(build: object) -> None:
+    with pytest.raises(FeatureSpecError):
+        build()  # type: ignore[operator]
+
+
+def test_golden_json_matches_the_definition() -> None:
+    """Regenerate with ``python -m schemas.feature_set`` after a deliberate change."""
+    stored = PAYMENT_FEATURES.json_path.read_text(encoding="utf-8")
+    assert stored == PAYMENT_FEATURES.to_json()
+    document = json.loads(stored)
+    assert document["spec_hash"] == PAYMENT_FEATURES.spec_hash()
+    assert [f["name"] for f in document["features"]] == list(PAYMENT_FEATURES.names)
+
+
+def test_hash_is_stable_and_sensitive_to_every_definition() -> None:
+    rebuilt = FeatureSet(PAYMENT_FEATURES.name, 1, PAYMENT_FEATURES.features)
+    assert rebuilt.spec_hash() == PAYMENT_FEATURES.spec_hash()
+    changed_meaning = dataclasses.replace(PAYMENT_FEATURES.features[0], meaning="other")
+    changed = FeatureSet("payment_features", 1, (changed_meaning, *PAYMENT_FEATURES.features[1:]))
+    assert changed.spec_hash() != PAYMENT_FEATURES.spec_hash()
+    bumped = FeatureSet("payment_features", 2, PAYMENT_FEATURES.features)
+    assert bumped.spec_hash() != PAYMENT_FEATURES.spec_hash()

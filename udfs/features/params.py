@@ -1,0 +1,42 @@
+"""Parameters of the feature logic outside the feature set itself (retention, dedup)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from riskstream.errors import FeatureSpecError
+from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
+
+DEFAULT_ALLOWED_LATENESS_MS = MS_PER_HOUR
+DEFAULT_DEDUP_HORIZON_MS = MS_PER_DAY
+DEFAULT_PROFILE_RETENTION_MS = 90 * MS_PER_DAY
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """How long state is kept, in event time, and how duplicates are recognised.
+
+    Windowed history is kept for the longest window plus ``allowed_lateness_ms`` behind the key's
+    latest event time, so an event that is late by at most the allowed lateness sees its full
+    windows. A key whose latest event is older than ``profile_retention_ms`` is forgotten entirely.
+    """
+
+    allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS
+    dedup_horizon_ms: int = DEFAULT_DEDUP_HORIZON_MS
+    profile_retention_ms: int = DEFAULT_PROFILE_RETENTION_MS
+
+    def __post_init__(self) -> None:
+        values = (self.allowed_lateness_ms, self.dedup_horizon_ms, self.profile_retention_ms)
+        if min(values) < 0:
+            raise FeatureSpecError(f"feature params: expected non-negative durations, found {self}")
+
+
+def is_late(event_time_ms: int, watermark_ms: int, allowed_lateness_ms: int) -> bool:
+    """Whether an event is behind the watermark by more than the allowed lateness.
+
+    Late events are still scored (a payment needs an answer) and added to state; they are flagged.
+
+    >>> is_late(1_000, 5_000, 3_000), is_late(2_000, 5_000, 3_000)
+    (True, False)
+    """
+    return event_time_ms < watermark_ms - allowed_lateness_ms
