@@ -1,0 +1,188 @@
+"""Typed records for every event contract, mirroring ``schemas/json/*.v1.json`` field for field.
+
+msgspec decodes JSON bytes straight into these frozen structs and checks the constraints
+(``msgspec.Meta``) on the way, which is what makes validation cheap enough for the hot path.
+Policy shared with the JSON Schema files: unknown fields are rejected, integer fields need an
+integer JSON token, ``null`` is only accepted where the contract says so. Cross-field rules live in
+``__post_init__`` and raise ``ValueError`` prefixed with the JSON path, which msgspec turns into a
+``ValidationError``; :mod:`schemas.validation` rewrites all of them into :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+MAX_EVENT_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z: anything later is a unit bug.
+MAX_ID_LENGTH = 128
+MAX_AMOUNT = 10_000_000.0
+MAX_REASON_CODES = 16
+MAX_REASON_CODE_LENGTH = 64
+MAX_REASON_LENGTH = 1024
+MAX_FIELD_PATH_LENGTH = 256
+MAX_SCENARIO_LENGTH = 64
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_EVENT_TIME_MS)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Mcc = Annotated[str, msgspec.Meta(min_length=4, max_length=4, pattern="^[0-9]{4}$")]
+Currency = Annotated[str, msgspec.Meta(min_length=3, max_length=3, pattern="^[A-Z]{3}$")]
+Country = Annotated[str, msgspec.Meta(min_length=2, max_length=2, pattern="^[A-Z]{2}$")]
+Amount = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_AMOUNT)]
+Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+ReasonCode = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CODE_LENGTH)]
+Scenario = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SCENARIO_LENGTH)]
+Channel = Literal["card_present", "online"]
+DecisionClass = Literal["approve", "step_up", "block"]
+FRAUD_LABEL_TYPES = frozenset({"chargeback", "fraud_report"})
+LEGIT_LABEL_TYPES = frozenset({"confirmed_legitimate"})
+
+
+class Transaction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A payment authorisation request (``transaction.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    card_id: Id
+    customer_id: Id
+    merchant_id: Id
+    terminal_id: Id
+    mcc: Mcc
+    amount: Amount
+    currency: Currency
+    channel: Channel
+    latitude: Latitude
+    longitude: Longitude
+    device_id: Id | None
+    country: Country | None = None
+
+    def __post_init__(self) -> None:
+        """Online payments always come from a device: fraud features key on it."""
+        if self.channel == "online" and self.device_id is None:
+            raise ValueError("$.device_id: expected a device id when channel is online, found null")
+
+
+class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Delayed ground truth for one transaction (``label.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    transaction_id: Id
+    transaction_time: EpochMs
+    card_id: Id
+    merchant_id: Id
+    terminal_id: Id
+    device_id: Id | None
+    label: Literal["fraud", "legit"]
+    label_type: Literal["chargeback", "fraud_report", "confirmed_legitimate"]
+    scenario: Scenario | None = None
+
+    def __post_init__(self) -> None:
+        """A chargeback never says legit and a confirmation never says fraud."""
+        allowed = FRAUD_LABEL_TYPES if self.label == "fraud" else LEGIT_LABEL_TYPES
+        if self.label_type not in allowed:
+            raise ValueError(
+                f"$.label_type: expected one of {sorted(allowed)} for label {self.label!r}, "
+                f"found {self.label_type!r}"
+            )
+
+
+class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The scoring job's verdict on one transaction (``decision.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    decision_id: Id
+    transaction_id: Id
+    transaction_time: EpochMs
+    card_id: Id
+    decision: DecisionClass
+    score: Probability
+    reason_codes: Annotated[list[ReasonCode], msgspec.Meta(max_length=MAX_REASON_CODES)]
+    model_version: Id
+    feature_set_version: Id
+    degraded: bool
+    received_time: EpochMs
+    processing_latency_ms: NonNegativeInt
+    event_latency_ms: int
+
+
+class PredictionLog(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the model saw and said (``prediction_log.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    transaction_id: Id
+    transaction_time: EpochMs
+    card_id: Id
+    model_version: Id
+    feature_set_version: Id
+    features: dict[str, float | None]
+    score: Probability
+    decision: DecisionClass
+    degraded: bool
+    latency_ms: NonNegativeInt
+
+
+class DeadLetter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A rejected record with the reason (``dead_letter.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"]
+    record_type: Id
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_LENGTH)]
+    field: Annotated[str, msgspec.Meta(max_length=MAX_FIELD_PATH_LENGTH)] | None
+    topic: Id
+    partition: Annotated[int, msgspec.Meta(ge=-1)]
+    offset: Annotated[int, msgspec.Meta(ge=-1)]
+    received_time: EpochMs
+
+
+class DecisionCounts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Decisions by class inside one window."""
+
+    approve: NonNegativeInt
+    step_up: NonNegativeInt
+    block: NonNegativeInt
+
+
+class WindowAnalytics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One (re)firing of a windowed aggregate (``window_analytics.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    window_kind: Literal["tumbling", "sliding", "session"]
+    window_size_ms: Annotated[int, msgspec.Meta(ge=1)]
+    key_kind: Id
+    key: Id
+    window_start: EpochMs
+    window_end: EpochMs
+    revision: NonNegativeInt
+    transactions: NonNegativeInt
+    amount_sum: Annotated[float, msgspec.Meta(ge=0.0)]
+    decisions: DecisionCounts
+    mean_score: Probability | None

@@ -1,0 +1,1 @@
+"""Offline code: data simulation and model training. Never imports pyflink."""
