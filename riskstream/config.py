@@ -143,6 +143,20 @@ class SkeletonSettings:
 
 
 @dataclass(frozen=True)
+class FeatureJobSettings:
+    """The streaming feature job (``riskstream run --job features``); durations: event-time ms."""
+
+    group_id: str = "riskstream-features"
+    source: str = "riskstream-features"
+    out_of_orderness_ms: int = 5_000
+    idleness_ms: int = 30_000
+    allowed_lateness_ms: int = 3_600_000
+    max_future_skew_ms: int = 300_000
+    dedup_horizon_ms: int = 86_400_000
+    profile_retention_ms: int = 7_776_000_000
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything riskstream reads from configuration."""
 
@@ -151,6 +165,7 @@ class Settings:
     flink: FlinkSettings = field(default_factory=FlinkSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     skeleton: SkeletonSettings = field(default_factory=SkeletonSettings)
+    features: FeatureJobSettings = field(default_factory=FeatureJobSettings)
 
     @property
     def kafka_data_dir(self) -> Path:
