@@ -157,6 +157,41 @@ class FeatureJobSettings:
 
 
 @dataclass(frozen=True)
+class SimulatorSettings:
+    """The payment-stream simulator (``riskstream simulate``); its CLI flags override these.
+
+    Rates of fraud scenarios are shares of all transactions (realistic profile); delivery shares are
+    shares of the original transactions; durations are in the unit their name says.
+    """
+
+    profile: str = "realistic"
+    seed: int = 42
+    start_date: str = "2018-04-01"
+    days: int = 183
+    source: str = "simulator"
+    customers: int = 5_000
+    terminals: int = 10_000
+    cards: int = 5_000
+    merchants: int = 2_000
+    card_testing_rate: float = 0.001
+    impossible_travel_rate: float = 0.0005
+    account_takeover_rate: float = 0.001
+    fraud_ring_rate: float = 0.001
+    compromised_merchant_rate: float = 0.002
+    amount_spike_rate: float = 0.0005
+    out_of_order_share: float = 0.02
+    late_share: float = 0.005
+    late_max_s: float = 21_600.0
+    duplicate_share: float = 0.005
+    malformed_share: float = 0.001
+    chargeback_delay_days: float = 7.0
+    legit_label_share: float = 0.05
+    legit_label_delay_days: float = 2.0
+    format: str = "jsonl"
+    rate: float = 5_000.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything riskstream reads from configuration."""
 
@@ -166,6 +201,7 @@ class Settings:
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     skeleton: SkeletonSettings = field(default_factory=SkeletonSettings)
     features: FeatureJobSettings = field(default_factory=FeatureJobSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
 
     @property
     def kafka_data_dir(self) -> Path:
