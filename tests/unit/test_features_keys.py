@@ -5,8 +5,8 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from features_helpers import MIN, T0, D, H, Label, Tx, online
 
+from tests.unit.features_helpers import MIN, T0, D, H, Label, Tx, online
 from udfs.features import card, device, terminal
 from udfs.features.compute import FeaturePipeline, FeatureRow, compute_features
 from udfs.features.params import FeatureParams

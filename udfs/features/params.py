@@ -40,3 +40,18 @@ def is_late(event_time_ms: int, watermark_ms: int, allowed_lateness_ms: int) -> 
     (True, False)
     """
     return event_time_ms < watermark_ms - allowed_lateness_ms
+
+
+def cleanup_timer(old_clock: int, new_clock: int, retention_ms: int, bucket_ms: int) -> int | None:
+    """Event time at which to check a key for eviction, or ``None`` if one is already set.
+
+    Timers are rounded up to ``bucket_ms`` so a key registers about one timer per bucket instead of
+    one per event; the check at the timer clears the key only if it saw nothing newer.
+
+    >>> cleanup_timer(0, 5, 10, 100), cleanup_timer(5, 7, 10, 100), cleanup_timer(5, 95, 10, 100)
+    (100, None, 200)
+    """
+    new_bucket = (new_clock + retention_ms) // bucket_ms
+    if old_clock and (old_clock + retention_ms) // bucket_ms == new_bucket:
+        return None
+    return (new_bucket + 1) * bucket_ms

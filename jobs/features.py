@@ -1,0 +1,199 @@
+"""Streaming feature job: payments and labels from Kafka -> per-key features -> enriched topic.
+
+Graph (every operator has a stable uid)::
+
+    transactions (Kafka, watermarks per partition) -> validate --dead letters--> dead-letter topic
+        -> key by card  -> CardStage      (dedup, late flag, watermark lag, card features)
+        -> key by device -> DeviceStage   <- fraud labels with a device, keyed by device
+        -> key by terminal -> TerminalStage <- fraud labels keyed by terminal
+        -> features topic (JSON, feature-set name/version/hash, flags, watermark lag)
+    labels (Kafka) -> validate --dead letters--> dead-letter topic
+
+Watermarks come from the Kafka record timestamps (producers set them to the event time): the
+source's Java strategy (bounded out-of-orderness + idleness) tracks each partition, because a Python
+timestamp assigner passed to ``from_source`` is ignored by PyFlink 2.2. Run it with
+``riskstream run --job features``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.serialization import SimpleStringSchema
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+
+from riskstream.config import Settings, load_settings
+from riskstream.flink_env import create_env
+from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
+from udfs.features.params import FeatureParams
+from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
+
+JOB_NAME = "riskstream-features"
+
+
+@dataclass(frozen=True)
+class FeatureSources:
+    """The job's two inputs."""
+
+    transactions: KafkaSource
+    labels: KafkaSource
+
+
+@dataclass(frozen=True)
+class FeatureSinks:
+    """The job's two outputs."""
+
+    features: KafkaSink
+    dead_letter: KafkaSink
+
+
+def feature_params(settings: Settings) -> FeatureParams:
+    """The pure logic's parameters from the ``features`` settings section."""
+    f = settings.features
+    return FeatureParams(
+        allowed_lateness_ms=f.allowed_lateness_ms,
+        dedup_horizon_ms=f.dedup_horizon_ms,
+        profile_retention_ms=f.profile_retention_ms,
+    )
+
+
+def kafka_source(settings: Settings, role: str, bounded: bool = False) -> KafkaSource:
+    """A string source over the topic of ``role``, from the earliest offset (committed on
+    checkpoints under ``features.group_id``); ``bounded`` stops at the offsets latest at start."""
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka.bootstrap)
+        .set_topics(settings.kafka.topic(role))
+        .set_group_id(settings.features.group_id)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(SimpleStringSchema())
+    )
+    if bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
+def kafka_sink(settings: Settings, role: str) -> KafkaSink:
+    """An at-least-once string sink to the topic of ``role`` (consumers dedup by event_id)."""
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka.bootstrap)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(settings.kafka.topic(role))
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+
+
+def watermarks(settings: Settings) -> WatermarkStrategy:
+    """Bounded out-of-orderness + idleness on the Kafka record timestamps (no Python assigner)."""
+    f = settings.features
+    return WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(f.out_of_orderness_ms)
+    ).with_idleness(Duration.of_millis(f.idleness_ms))
+
+
+def _validated(
+    env: StreamExecutionEnvironment,
+    source: KafkaSource,
+    role: str,
+    record_type: str,
+    settings: Settings,
+) -> DataStream:
+    raw = env.from_source(source, watermarks(settings), f"{role}-source").uid(
+        f"features-{role}-source"
+    )
+    validate = ValidateRecords(
+        record_type,
+        settings.kafka.topic(role),
+        settings.features.source,
+        settings.features.max_future_skew_ms,
+    )
+    return (
+        raw.process(validate, output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid(f"features-validate-{role}")
+        .name(f"validate {role}")
+    )
+
+
+def build(
+    env: StreamExecutionEnvironment,
+    sources: FeatureSources,
+    sinks: FeatureSinks,
+    settings: Settings,
+) -> DataStream:
+    """The job graph; returns the enriched-features stream (JSON strings)."""
+    params = feature_params(settings)
+    transactions = _validated(env, sources.transactions, "transactions", "transaction", settings)
+    labels = _validated(env, sources.labels, "labels", "label", settings)
+    dead_letters = transactions.get_side_output(DEAD_LETTER_TAG).union(
+        labels.get_side_output(DEAD_LETTER_TAG)
+    )
+    dead_letters.sink_to(sinks.dead_letter).uid("features-dead-letter-sink").name("dead letters")
+
+    cards = (
+        transactions.key_by(lambda tx: tx.card_id, Types.STRING())
+        .process(CardStage(params), output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("features-card")
+        .name("card features")
+    )
+    device_labels = (
+        labels.filter(lambda label: label.device_id is not None)
+        .uid("features-device-labels")
+        .name("labels with a device")
+    )
+    devices = (
+        cards.key_by(device_key, Types.STRING())
+        .connect(device_labels.key_by(lambda label: label.device_id, Types.STRING()))
+        .process(DeviceStage(params), output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("features-device")
+        .name("device features")
+    )
+    features = (
+        devices.key_by(lambda record: record[0].terminal_id, Types.STRING())
+        .connect(labels.key_by(lambda label: label.terminal_id, Types.STRING()))
+        .process(TerminalStage(params), output_type=Types.STRING())
+        .uid("features-terminal")
+        .name("terminal features")
+    )
+    features.sink_to(sinks.features).uid("features-sink").name("features sink")
+    return features
+
+
+def main(settings: Settings, bounded: bool = False) -> None:
+    """Build and run the job in this process's environment (mini-cluster or ``flink run``)."""
+    env = create_env(settings)
+    sources = FeatureSources(
+        kafka_source(settings, "transactions", bounded), kafka_source(settings, "labels", bounded)
+    )
+    sinks = FeatureSinks(kafka_sink(settings, "features"), kafka_sink(settings, "dead_letter"))
+    build(env, sources, sinks, settings)
+    env.execute(JOB_NAME)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Entry of ``flink run -py jobs/features.py`` (``riskstream run --target cluster``)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
+    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
+    args = parser.parse_args(argv)
+    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

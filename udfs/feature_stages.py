@@ -1,0 +1,203 @@
+"""Thin Flink wrappers of the pure feature logic: card -> device -> terminal keyed stages.
+
+Each stage holds ONE msgpack blob per key in a ValueState (one get and at most one put per event)
+and calls exactly the functions :mod:`udfs.features.compute` calls, so the stream and the Python
+driver compute the same features. Records between stages are ``(transaction, values, duplicate,
+late, watermark_lag_ms)`` tuples; the terminal stage emits the enriched-features JSON. Keys idle
+for ``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
+TTL), so a replay of history evicts exactly like the live run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedCoProcessFunction, KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from schemas.feature_set import MS_PER_DAY
+from schemas.records import Label, Transaction
+from udfs.features import card, device, output, terminal
+from udfs.features.compute import event_values
+from udfs.features.params import FeatureParams, cleanup_timer, is_late
+from udfs.ingest import now_ms
+
+StageRecord = tuple[Transaction, list[float], bool, bool, int]
+"""(transaction, feature values so far, duplicate, late, watermark lag ms)."""
+TIMER_BUCKET_MS = MS_PER_DAY
+NO_LAG = -1
+
+
+def blob_state(runtime_context: RuntimeContext, name: str) -> Any:
+    """A ValueState holding raw bytes (no pickling on top of the msgpack blob)."""
+    return runtime_context.get_state(
+        ValueStateDescriptor(name, Types.PRIMITIVE_ARRAY(Types.BYTE()))
+    )
+
+
+def device_key(record: StageRecord) -> str:
+    """Key of the device stage: the device, or the card for payments without a device."""
+    tx = record[0]
+    return tx.device_id if tx.device_id is not None else f"card:{tx.card_id}"
+
+
+def _expire(state_handle: Any, decode: Callable[[Any], Any], timestamp: int, keep_ms: int) -> None:
+    """Clear a key's state at a cleanup timer if nothing newer than ``keep_ms`` was seen."""
+    blob = state_handle.value()
+    if blob is not None and decode(blob).clock + keep_ms <= timestamp:
+        state_handle.clear()
+
+
+class CardStage(KeyedProcessFunction):  # type: ignore[misc]
+    """Keyed by card: dedup, lateness flag, watermark lag, event and card features."""
+
+    def __init__(self, params: FeatureParams) -> None:
+        self.params = params
+        self._state: Any = None
+        self._late: Any = None
+        self._duplicates: Any = None
+        self._lag = NO_LAG
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """State handle and metrics (late and duplicate counters, watermark lag gauge)."""
+        self._state = blob_state(runtime_context, "card")
+        metrics = runtime_context.get_metrics_group()
+        self._late = metrics.counter("lateEvents")
+        self._duplicates = metrics.counter("duplicateEvents")
+        metrics.gauge("watermarkLagMs", lambda: self._lag)
+
+    def process_element(
+        self, tx: Transaction, ctx: KeyedProcessFunction.Context
+    ) -> Iterator[StageRecord]:
+        """One payment: read the card blob, compute, write it back, emit the partial record."""
+        state = card.decode(self._state.value())
+        old_clock = state.clock
+        values, duplicate = card.process(state, tx, self.params)
+        if duplicate:
+            self._duplicates.inc()
+        else:
+            self._state.update(card.encode(state))
+            timer = cleanup_timer(
+                old_clock, state.clock, self.params.profile_retention_ms, TIMER_BUCKET_MS
+            )
+            if timer is not None:
+                ctx.timer_service().register_event_time_timer(timer)
+        watermark = ctx.timer_service().current_watermark()
+        late = watermark >= 0 and is_late(tx.event_time, watermark, self.params.allowed_lateness_ms)
+        if late:
+            self._late.inc()
+        self._lag = now_ms() - watermark if watermark >= 0 else NO_LAG
+        yield tx, event_values(tx) + values, duplicate, late, self._lag
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> None:
+        """Forget a card idle for the profile retention."""
+        _expire(self._state, card.decode, timestamp, self.params.profile_retention_ms)
+
+
+class DeviceStage(KeyedCoProcessFunction):  # type: ignore[misc]
+    """Keyed by device: payments (input 1) and fraud labels with a device (input 2)."""
+
+    def __init__(self, params: FeatureParams) -> None:
+        self.params = params
+        self._state: Any = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """State handle."""
+        self._state = blob_state(runtime_context, "device")
+
+    def process_element1(
+        self, record: StageRecord, ctx: KeyedCoProcessFunction.Context
+    ) -> Iterator[StageRecord]:
+        """Append the device features; payments without a device touch no state."""
+        tx, values, duplicate = record[0], record[1], record[2]
+        if tx.device_id is None:
+            values.extend(device.NO_DEVICE_VALUES)
+        else:
+            state = device.decode(self._state.value())
+            old_clock = state.clock
+            values.extend(device.process(state, tx, duplicate, self.params))
+            if not duplicate:
+                self._state.update(device.encode(state))
+                self._timer(ctx, old_clock, state.clock)
+        yield record
+
+    def process_element2(self, label: Label, ctx: KeyedCoProcessFunction.Context) -> None:
+        """Remember a fraud label for the device."""
+        state = device.decode(self._state.value())
+        if device.add_label(state, label):
+            self._state.update(device.encode(state))
+            self._timer(ctx, 0, max(state.clock, label.event_time))
+
+    def _timer(self, ctx: KeyedCoProcessFunction.Context, old: int, new: int) -> None:
+        timer = cleanup_timer(old, new, self.params.profile_retention_ms, TIMER_BUCKET_MS)
+        if timer is not None:
+            ctx.timer_service().register_event_time_timer(timer)
+
+    def on_timer(self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext) -> None:
+        """Forget a device idle for the profile retention (its fraud mark included)."""
+        blob = self._state.value()
+        if blob is None:
+            return
+        state = device.decode(blob)
+        last = max(state.clock, state.fraud_since or 0)
+        if last + self.params.profile_retention_ms <= timestamp:
+            self._state.clear()
+
+
+class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
+    """Keyed by terminal: payments (input 1) and fraud labels (input 2); emits the output JSON."""
+
+    def __init__(self, params: FeatureParams) -> None:
+        self.params = params
+        self._state: Any = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """State handle."""
+        self._state = blob_state(runtime_context, "terminal")
+
+    def process_element1(
+        self, record: StageRecord, ctx: KeyedCoProcessFunction.Context
+    ) -> Iterator[str]:
+        """Append the terminal features and emit the enriched-features record."""
+        tx, values, duplicate, late, lag = record
+        state = terminal.decode(self._state.value())
+        old_clock = state.clock
+        values.extend(terminal.process(state, tx, duplicate, self.params))
+        if not duplicate:
+            self._state.update(terminal.encode(state))
+            self._timer(ctx, old_clock, state.clock)
+        enriched = output.build(
+            tx,
+            values=values,
+            duplicate=duplicate,
+            late=late,
+            watermark_lag_ms=lag,
+            computed_time=now_ms(),
+        )
+        yield output.encode(enriched).decode()
+
+    def process_element2(self, label: Label, ctx: KeyedCoProcessFunction.Context) -> None:
+        """Remember a fraud label for the terminal."""
+        state = terminal.decode(self._state.value())
+        if terminal.add_label(state, label, self.params):
+            self._state.update(terminal.encode(state))
+            self._timer(ctx, 0, max(state.clock, label.transaction_time))
+
+    def _timer(self, ctx: KeyedCoProcessFunction.Context, old: int, new: int) -> None:
+        retention = terminal.RETENTION_MS + self.params.allowed_lateness_ms
+        timer = cleanup_timer(old, new, retention, TIMER_BUCKET_MS)
+        if timer is not None:
+            ctx.timer_service().register_event_time_timer(timer)
+
+    def on_timer(self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext) -> None:
+        """Forget a terminal whose payments and labels all fell out of its windows."""
+        blob = self._state.value()
+        if blob is None:
+            return
+        state = terminal.decode(blob)
+        newest_label = max((tx_time for tx_time, _ in state.frauds.values()), default=0)
+        retention = terminal.RETENTION_MS + self.params.allowed_lateness_ms
+        if max(state.clock, newest_label) + retention <= timestamp:
+            self._state.clear()
