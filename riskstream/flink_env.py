@@ -1,0 +1,108 @@
+"""One place that turns settings into Flink configuration, for the mini-cluster and the cluster.
+
+Every job gets its ``StreamExecutionEnvironment`` from :func:`create_env`, and the standalone
+cluster's ``config.yaml`` is written from :func:`job_configuration` too, so a job behaves the same
+wherever it runs: thread-mode Python, the venv's interpreter, RocksDB state, the same checkpoint and
+restart settings, and the pinned connector jars.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import sysconfig
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from riskstream.config import Settings
+from riskstream.errors import ConfigError
+from riskstream.infra import jars
+
+if TYPE_CHECKING:
+    from pyflink.datastream import StreamExecutionEnvironment
+
+EXECUTION_MODES = ("thread", "process")
+CHECKPOINT_MODES = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
+STATE_BACKENDS = ("rocksdb", "hashmap")
+
+
+def project_root() -> Path:
+    """The directory holding the top-level packages (``jobs``, ``udfs``, ...)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def python_path_entries() -> list[str]:
+    """What Python workers need on ``PYTHONPATH``.
+
+    Thread mode embeds CPython in the TaskManager JVM (pemja), which does not know the venv: it
+    needs the venv's site-packages, and the project root because an editable install's ``.pth``
+    hook is not processed for ``PYTHONPATH`` entries.
+    """
+    entries = [sysconfig.get_paths()["purelib"], *site.getsitepackages(), str(project_root())]
+    seen: list[str] = []
+    for entry in entries:
+        if entry not in seen:
+            seen.append(entry)
+    return seen
+
+
+def python_path() -> str:
+    """``PYTHONPATH`` value for Flink processes: ours first, then whatever was set before."""
+    existing = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([*python_path_entries(), *existing]))
+
+
+def _checked(value: str, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, found {value!r}")
+    return value
+
+
+def job_configuration(settings: Settings) -> dict[str, str]:
+    """Flink options every job runs with (execution mode, Python, state, checkpoints, restarts)."""
+    flink, ckpt = settings.flink, settings.checkpoint
+    conf = {
+        "python.execution-mode": _checked(
+            flink.execution_mode, EXECUTION_MODES, "flink.execution_mode"
+        ),
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "python.fn-execution.bundle.size": str(flink.bundle_size),
+        "python.fn-execution.bundle.time": str(flink.bundle_time_ms),
+        "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
+        "parallelism.default": str(flink.parallelism),
+        "state.backend.type": _checked(
+            ckpt.state_backend, STATE_BACKENDS, "checkpoint.state_backend"
+        ),
+        "execution.checkpointing.dir": settings.checkpoint_dir.as_uri(),
+        "execution.checkpointing.incremental": str(ckpt.incremental).lower(),
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": str(ckpt.restart_attempts),
+        "restart-strategy.fixed-delay.delay": f"{ckpt.restart_delay_ms} ms",
+    }
+    if ckpt.interval_ms > 0:
+        conf["execution.checkpointing.interval"] = f"{ckpt.interval_ms} ms"
+        conf["execution.checkpointing.mode"] = _checked(ckpt.mode, CHECKPOINT_MODES, "checkpoint.mode")
+    return conf
+
+
+def create_env(
+    settings: Settings,
+    extra: dict[str, str] | None = None,
+    connectors: bool = True,
+) -> StreamExecutionEnvironment:
+    """A configured ``StreamExecutionEnvironment`` (mini-cluster locally, the cluster under
+    ``flink run``), with the pinned Kafka connector added to the job and the client JVM."""
+    os.environ["PYTHONPATH"] = python_path()
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    config = Configuration()
+    for key, value in (job_configuration(settings) | (extra or {})).items():
+        config.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    if connectors:
+        env.add_jars(jars.connector_jar(settings).as_uri())
+    return env

@@ -1,0 +1,242 @@
+"""The local standalone Flink session cluster, started from the apache-flink pip distribution.
+
+The cluster runs with the project's own config directory (``<run_dir>/flink/conf``), written from
+the same job configuration the mini-cluster uses, with REST and RPC bound to 127.0.0.1. Pid files
+live in ``<run_dir>/flink/pids`` so ``stop`` ends exactly the processes this project started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from riskstream.config import Settings
+from riskstream.errors import JobError, ServiceError
+from riskstream.flink_env import job_configuration, python_path
+from riskstream.infra import process
+
+LOOPBACK = "127.0.0.1"
+DAEMON_MARKERS = {
+    "standalonesession": "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+    "taskexecutor": "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+}
+REST_TIMEOUT_S = 5.0
+
+
+def flink_home() -> Path:
+    """The Flink distribution inside the installed ``pyflink`` package."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def _set_flat(document: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested config document, replacing any flat duplicate."""
+    document.pop(dotted, None)
+    node = document
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What ``cluster status`` reports."""
+
+    running: bool
+    pids: dict[str, int]
+    rest_url: str
+    taskmanagers: int
+    slots_total: int
+    slots_available: int
+    jobs_running: int
+
+
+class LocalCluster:
+    """Start, stop and inspect the local session cluster described by ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.paths.run / "flink"
+        self.conf_dir = self.home / "conf"
+        self.log_dir = self.home / "log"
+        self.pid_dir = self.home / "pids"
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST API."""
+        return f"http://{LOOPBACK}:{self.settings.flink.rest_port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for ``flink run -m``."""
+        return f"{LOOPBACK}:{self.settings.flink.rest_port}"
+
+    def environment(self) -> dict[str, str]:
+        """Environment for Flink's scripts: our conf, log and pid dirs and the Python path."""
+        env = dict(os.environ)
+        env.update(
+            FLINK_CONF_DIR=str(self.conf_dir),
+            FLINK_LOG_DIR=str(self.log_dir),
+            FLINK_PID_DIR=str(self.pid_dir),
+            PYTHONPATH=python_path(),
+        )
+        return env
+
+    def running_pids(self) -> dict[str, int]:
+        """Role -> pid of our cluster processes that are alive.
+
+        Flink's daemon script names pid files ``flink-$USER-<role>.pid``; a pid counts only if its
+        command line names our config directory and the role's main class.
+        """
+        pids: dict[str, int] = {}
+        for role, main_class in DAEMON_MARKERS.items():
+            for pid_file in self.pid_dir.glob(f"*-{role}.pid"):
+                for raw in pid_file.read_text().split():
+                    pid = int(raw) if raw.isdigit() else -1
+                    if process.process_matches(pid, main_class) and process.process_matches(
+                        pid, self.conf_dir.as_posix()
+                    ):
+                        pids[role] = pid
+        return pids
+
+    def write_config(self) -> Path:
+        """Write ``<run_dir>/flink/conf`` from the pip distribution's defaults and our settings."""
+        source = flink_home() / "conf"
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        for item in source.iterdir():
+            if item.is_file() and item.name != "config.yaml":
+                shutil.copy2(item, self.conf_dir / item.name)
+        document: dict[str, Any] = yaml.safe_load((source / "config.yaml").read_text()) or {}
+        flink = self.settings.flink
+        values: dict[str, Any] = {
+            "jobmanager.bind-host": LOOPBACK,
+            "jobmanager.rpc.address": LOOPBACK,
+            "jobmanager.rpc.port": flink.rpc_port,
+            "jobmanager.memory.process.size": flink.jobmanager_memory,
+            "taskmanager.bind-host": LOOPBACK,
+            "taskmanager.host": LOOPBACK,
+            "taskmanager.numberOfTaskSlots": flink.taskmanager_slots,
+            "taskmanager.memory.process.size": flink.taskmanager_memory,
+            "rest.address": LOOPBACK,
+            "rest.bind-address": LOOPBACK,
+            "rest.port": flink.rest_port,
+            "io.tmp.dirs": str(self.home / "tmp"),
+            "web.tmpdir": str(self.home / "web"),
+            **job_configuration(self.settings),
+        }
+        for key, value in values.items():
+            _set_flat(document, key, value)
+        (self.home / "tmp").mkdir(parents=True, exist_ok=True)
+        target = self.conf_dir / "config.yaml"
+        target.write_text(yaml.safe_dump(document, sort_keys=False))
+        (self.conf_dir / "masters").write_text(f"{LOOPBACK}:{flink.rest_port}\n")
+        (self.conf_dir / "workers").write_text(f"{LOOPBACK}\n")
+        return target
+
+    def start(self) -> dict[str, int]:
+        """Start JobManager and TaskManager and wait until a slot is registered."""
+        pids = self.running_pids()
+        if pids:
+            raise ServiceError(
+                f"the Flink cluster is already running (pids {sorted(pids.values())}) at "
+                f"{self.rest_url}; `riskstream cluster stop` stops it"
+            )
+        process.require_java()
+        flink = self.settings.flink
+        process.require_free_port(LOOPBACK, flink.rest_port, "the Flink REST API", "flink.rest_port")
+        process.require_free_port(LOOPBACK, flink.rpc_port, "the Flink JobManager", "flink.rpc_port")
+        self.write_config()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        bin_dir = flink_home() / "bin"
+        env = self.environment()
+        for script in ("jobmanager.sh", "taskmanager.sh"):
+            done = subprocess.run(
+                ["bash", str(bin_dir / script), "start"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode != 0:
+                self.stop()
+                raise ServiceError(f"{script} start failed: {(done.stdout + done.stderr)[-2000:]}")
+        try:
+            process.wait_until(
+                lambda: self._slots()[0] >= 1, flink.start_timeout_s, f"Flink at {self.rest_url}"
+            )
+        except ServiceError:
+            logs = "\n".join(process.tail(p, 10) for p in sorted(self.log_dir.glob("*.log")))
+            self.stop()
+            raise ServiceError(
+                f"the Flink cluster did not register a TaskManager at {self.rest_url} within "
+                f"{flink.start_timeout_s:.0f} s; logs in {self.log_dir}:\n{logs}"
+            ) from None
+        return self.running_pids()
+
+    def stop(self) -> bool:
+        """Stop our JobManager and TaskManager(s); returns False if none was running."""
+        pids = self.running_pids()
+        for pid in pids.values():
+            process.terminate(pid, self.conf_dir.as_posix())
+        for pid_file in self.pid_dir.glob("*.pid"):
+            pid_file.unlink(missing_ok=True)
+        return bool(pids)
+
+    def status(self) -> ClusterStatus:
+        """Processes and what the REST API says about slots and jobs."""
+        pids = self.running_pids()
+        total, available, taskmanagers, jobs = 0, 0, 0, 0
+        if pids:
+            overview = self._get("/overview")
+            if overview:
+                total = int(overview.get("slots-total", 0))
+                available = int(overview.get("slots-available", 0))
+                taskmanagers = int(overview.get("taskmanagers", 0))
+                jobs = int(overview.get("jobs-running", 0))
+        return ClusterStatus(bool(pids), pids, self.rest_url, taskmanagers, total, available, jobs)
+
+    def job_states(self) -> dict[str, str]:
+        """Job id -> state, from the REST API."""
+        answer = self._get("/jobs") or {}
+        return {job["id"]: job["status"] for job in answer.get("jobs", [])}
+
+    def _slots(self) -> tuple[int, int]:
+        overview = self._get("/overview") or {}
+        return int(overview.get("slots-total", 0)), int(overview.get("slots-available", 0))
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(self.rest_url + path, timeout=REST_TIMEOUT_S) as answer:
+                loaded: dict[str, Any] = json.loads(answer.read())
+                return loaded
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def flink_command(self) -> list[str]:
+        """The distribution's ``flink`` client, run with bash."""
+        return ["bash", str(flink_home() / "bin" / "flink")]
+
+    def require_running(self) -> None:
+        """Raise :class:`JobError` unless our cluster is up."""
+        if not self.running_pids():
+            raise JobError(
+                f"no local Flink cluster is running at {self.rest_url}; start it with "
+                "`riskstream cluster start`"
+            )
+

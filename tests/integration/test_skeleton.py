@@ -1,0 +1,64 @@
+"""The walking skeleton on real parts: Kafka in, thread-mode keyed ValueState, Kafka out."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+
+import pytest
+
+from riskstream import jobrunner
+from riskstream.config import Settings, with_overrides
+from riskstream.infra.cluster import LocalCluster
+from tests.conftest import create_topic
+from tests.support import produce_json, read_topic
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 600
+KEYS = 13
+
+
+def _prepare(settings: Settings, name: str) -> tuple[Settings, collections.Counter[str]]:
+    source = create_topic(settings, f"{name}-in", partitions=3)
+    sink = create_topic(settings, f"{name}-out", partitions=1)
+    records = [(f"k{i % KEYS}", {"id": f"k{(i * 7) % KEYS}", "seq": i}) for i in range(RECORDS)]
+    assert produce_json(settings, source, records) == RECORDS
+    expected = collections.Counter(document["id"] for _key, document in records)
+    job = dataclasses.replace(
+        settings.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group"
+    )
+    return dataclasses.replace(settings, skeleton=job), expected
+
+
+def _assert_counts(settings: Settings, expected: collections.Counter[str]) -> None:
+    outputs = [json.loads(v) for v in read_topic(settings, settings.skeleton.output_topic)]
+    assert len(outputs) == RECORDS
+    seen: dict[str, list[int]] = collections.defaultdict(list)
+    for out in outputs:
+        seen[out["key"]].append(out["count"])
+    assert {k: max(v) for k, v in seen.items()} == dict(expected)
+    for key, counts in seen.items():
+        assert sorted(counts) == list(range(1, expected[key] + 1)), key
+
+
+def test_skeleton_on_mini_cluster(kafka_settings: Settings) -> None:
+    settings, expected = _prepare(kafka_settings, "skel-local")
+    jobrunner.run_local(settings, "skeleton", bounded=True)
+    _assert_counts(settings, expected)
+
+
+def test_skeleton_on_mini_cluster_parallelism_2(kafka_settings: Settings) -> None:
+    settings, expected = _prepare(kafka_settings, "skel-p2")
+    jobrunner.run_local(with_overrides(settings, flink={"parallelism": 2}), "skeleton", bounded=True)
+    _assert_counts(settings, expected)
+
+
+def test_skeleton_on_standalone_cluster(flink_cluster: LocalCluster) -> None:
+    settings, expected = _prepare(flink_cluster.settings, "skel-cluster")
+    output = jobrunner.submit_to_cluster(settings, "skeleton", bounded=True)
+    assert "has finished" in output
+    states = flink_cluster.job_states()
+    assert "FINISHED" in states.values()
+    _assert_counts(settings, expected)

@@ -1,0 +1,1 @@
+"""Every Python function that runs inside Flink; thin wrappers around pure logic."""
