@@ -71,7 +71,9 @@ def build(
         "skeleton-source"
     )
     counts = (
-        events.key_by(functools.partial(key_of, key_field=settings.skeleton.key_field), Types.STRING())
+        events.key_by(
+            functools.partial(key_of, key_field=settings.skeleton.key_field), Types.STRING()
+        )
         .process(KeyCounter(), output_type=Types.STRING())
         .uid("skeleton-counter")
         .name("count per key")
@@ -88,7 +90,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """Entry used by ``flink run -py jobs/skeleton.py`` (see ``riskstream run --target cluster``)."""
+    """Entry for ``flink run -py jobs/skeleton.py``, used by ``riskstream run --target cluster``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
     parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")

@@ -24,7 +24,7 @@ from riskstream.errors import ConfigError
 ENV_PREFIX = "RISKSTREAM__"
 ENV_CONFIG_FILE = "RISKSTREAM_CONFIG"
 ENV_SASL_USERNAME = "RISKSTREAM_KAFKA_SASL_USERNAME"
-ENV_SASL_PASSWORD = "RISKSTREAM_KAFKA_SASL_PASSWORD"  # noqa: S105 - an env var name, not a secret
+ENV_SASL_PASSWORD = "RISKSTREAM_KAFKA_SASL_PASSWORD"
 LOCAL_CONFIG_FILE = "riskstream.yaml"
 
 
@@ -206,8 +206,10 @@ class Settings:
     @property
     def kafka_data_dir(self) -> Path:
         """Broker data directory (``kafka.data_dir`` or ``<run_dir>/kafka/data``)."""
-        return Path(self.kafka.data_dir).expanduser().resolve() if self.kafka.data_dir else (
-            self.paths.run / "kafka" / "data"
+        return (
+            Path(self.kafka.data_dir).expanduser().resolve()
+            if self.kafka.data_dir
+            else (self.paths.run / "kafka" / "data")
         )
 
     @property

@@ -2,7 +2,7 @@
 
 
 class RiskstreamError(Exception):
-    """Root of every error riskstream raises on purpose; the CLI prints these without a traceback."""
+    """Root of every error riskstream raises on purpose; the CLI prints it without a traceback."""
 
 
 class ConfigError(RiskstreamError):

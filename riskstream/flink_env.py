@@ -84,7 +84,9 @@ def job_configuration(settings: Settings) -> dict[str, str]:
     }
     if ckpt.interval_ms > 0:
         conf["execution.checkpointing.interval"] = f"{ckpt.interval_ms} ms"
-        conf["execution.checkpointing.mode"] = _checked(ckpt.mode, CHECKPOINT_MODES, "checkpoint.mode")
+        conf["execution.checkpointing.mode"] = _checked(
+            ckpt.mode, CHECKPOINT_MODES, "checkpoint.mode"
+        )
     return conf
 
 

@@ -1,4 +1,4 @@
-"""Session fixtures that start the real local Kafka broker and Flink cluster with the project's code.
+"""Session fixtures: the real local Kafka broker and Flink cluster, started by the project's code.
 
 Each session gets its own run directory and free ports, so tests never touch a developer's running
 services; the processes started here are stopped by their recorded pids at the end of the session.
@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from riskstream.config import Settings, load_settings
 from riskstream.infra import jars

@@ -66,8 +66,11 @@ def read_topic(
             message = consumer.poll(POLL_S)
             if message is None or message.error() is not None:
                 continue
-            values.append(message.value())
-            positions[message.partition()] = message.offset() + 1
+            value, partition, offset = message.value(), message.partition(), message.offset()
+            if value is None or partition is None or offset is None:
+                continue
+            values.append(value)
+            positions[partition] = offset + 1
         return values
     finally:
         consumer.close()

@@ -27,7 +27,11 @@ def register(subparsers: Any) -> None:
 
 
 def _start(args: argparse.Namespace, settings: Settings) -> int:
-    flags = {"rest_port": args.rest_port, "rpc_port": args.rpc_port, "taskmanager_slots": args.slots}
+    flags = {
+        "rest_port": args.rest_port,
+        "rpc_port": args.rpc_port,
+        "taskmanager_slots": args.slots,
+    }
     chosen = {k: v for k, v in flags.items() if v is not None}
     cluster = LocalCluster(with_overrides(settings, flink=chosen) if chosen else settings)
     pids = cluster.running_pids()

@@ -31,7 +31,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--detached", action="store_true", help="cluster only: return once the job is submitted"
     )
-    parser.add_argument("--parallelism", type=int, help="job parallelism (default: flink.parallelism)")
+    parser.add_argument(
+        "--parallelism", type=int, help="job parallelism (default: flink.parallelism)"
+    )
     parser.set_defaults(handler=_run)
 
 

@@ -1,1 +1,1 @@
-"""Local infrastructure: pinned jars, the single-node Kafka broker and the standalone Flink cluster."""
+"""Local infrastructure: pinned jars, the one-node Kafka broker and the standalone Flink cluster."""

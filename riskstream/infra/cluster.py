@@ -158,8 +158,12 @@ class LocalCluster:
             )
         process.require_java()
         flink = self.settings.flink
-        process.require_free_port(LOOPBACK, flink.rest_port, "the Flink REST API", "flink.rest_port")
-        process.require_free_port(LOOPBACK, flink.rpc_port, "the Flink JobManager", "flink.rpc_port")
+        process.require_free_port(
+            LOOPBACK, flink.rest_port, "the Flink REST API", "flink.rest_port"
+        )
+        process.require_free_port(
+            LOOPBACK, flink.rpc_port, "the Flink JobManager", "flink.rpc_port"
+        )
         self.write_config()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         bin_dir = flink_home() / "bin"
@@ -239,4 +243,3 @@ class LocalCluster:
                 f"no local Flink cluster is running at {self.rest_url}; start it with "
                 "`riskstream cluster start`"
             )
-

@@ -163,7 +163,7 @@ def _run_mvn(workdir: Path, goal_args: list[str]) -> None:
 
 
 def _download(specs: list[JarSpec], target: Path) -> None:
-    """Download exactly ``specs`` (no transitive jars), verify each, then move it into ``target``."""
+    """Download exactly ``specs`` (no transitive jars), verify each, move it into ``target``."""
     with tempfile.TemporaryDirectory(prefix="riskstream-jars-") as tmp:
         work = Path(tmp)
         (work / "pom.xml").write_text(_pom((s.coordinates for s in specs), transitive=False))

@@ -12,10 +12,11 @@ import socket
 import subprocess
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from riskstream.config import Settings
 from riskstream.errors import ServiceError
@@ -98,7 +99,10 @@ class LocalKafka:
         process.require_java()
         process.require_free_port(self.kafka.host, self.kafka.port, "Kafka", "kafka.port")
         process.require_free_port(
-            self.kafka.host, self.kafka.controller_port, "the Kafka controller", "kafka.controller_port"
+            self.kafka.host,
+            self.kafka.controller_port,
+            "the Kafka controller",
+            "kafka.controller_port",
         )
         classpath = ":".join(str(p) for p in jars.classpath(self.settings, jars.KAFKA_BROKER_SET))
         self._write_config()
@@ -133,14 +137,16 @@ class LocalKafka:
         except ServiceError:
             self.stop()
             raise ServiceError(
-                f"Kafka did not answer at {self.bootstrap} within {self.kafka.start_timeout_s:.0f} s; "
+                f"Kafka did not answer at {self.bootstrap} "
+                f"within {self.kafka.start_timeout_s:.0f} s; "
                 f"last log lines of {self.log_file}:\n{process.tail(self.log_file)}"
             ) from None
         if proc.poll() is not None:
             self.pid_file.clear()
             raise ServiceError(
                 f"Kafka exited with status {proc.returncode} during start; see {self.stdout_file} "
-                f"and {self.log_file}:\n{process.tail(self.stdout_file)}\n{process.tail(self.log_file)}"
+                f"and {self.log_file}:\n{process.tail(self.stdout_file)}\n"
+                f"{process.tail(self.log_file)}"
             )
         self.create_topics()
         return proc.pid
@@ -159,12 +165,14 @@ class LocalKafka:
         pid = self.running_pid()
         topics: tuple[str, ...] = ()
         if pid is not None and self._answers():
-            topics = tuple(sorted(t for t in self.admin().list_topics(timeout=ADMIN_TIMEOUT_S).topics))
+            topics = tuple(
+                sorted(t for t in self.admin().list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+            )
         return BrokerStatus(pid is not None, pid, self.bootstrap, topics)
 
     def admin(self) -> AdminClient:
         """An admin client for the local broker (librdkafka's connection noise silenced)."""
-        conf: dict[str, object] = self.kafka.client_config() | {"bootstrap.servers": self.bootstrap}
+        conf: dict[str, Any] = {**self.kafka.client_config(), "bootstrap.servers": self.bootstrap}
         conf["logger"] = _QUIET_LOGGER
         return AdminClient(conf)
 
@@ -250,4 +258,3 @@ class LocalKafka:
                 f"formatting Kafka storage in {self.data_dir} failed (exit {done.returncode}): "
                 f"{(done.stdout + done.stderr).strip()[-2000:]}"
             )
-

@@ -65,8 +65,8 @@ def require_java(environ: Mapping[str, str] | None = None) -> int:
         major = int(match.group(2))
     if major < MIN_JAVA_MAJOR:
         raise JavaError(
-            f"Java {major} found at {java}, but Kafka 4 and Flink 2.2 need Java >= {MIN_JAVA_MAJOR}; "
-            "install a newer JDK and put it first on PATH or set JAVA_HOME"
+            f"Java {major} found at {java}, but Kafka 4 and Flink 2.2 need Java >= "
+            f"{MIN_JAVA_MAJOR}; install a newer JDK and put it first on PATH or set JAVA_HOME"
         )
     return major
 

@@ -25,7 +25,7 @@ def _prepare(settings: Settings, name: str) -> tuple[Settings, collections.Count
     sink = create_topic(settings, f"{name}-out", partitions=1)
     records = [(f"k{i % KEYS}", {"id": f"k{(i * 7) % KEYS}", "seq": i}) for i in range(RECORDS)]
     assert produce_json(settings, source, records) == RECORDS
-    expected = collections.Counter(document["id"] for _key, document in records)
+    expected = collections.Counter(str(document["id"]) for _key, document in records)
     job = dataclasses.replace(
         settings.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group"
     )
@@ -51,7 +51,9 @@ def test_skeleton_on_mini_cluster(kafka_settings: Settings) -> None:
 
 def test_skeleton_on_mini_cluster_parallelism_2(kafka_settings: Settings) -> None:
     settings, expected = _prepare(kafka_settings, "skel-p2")
-    jobrunner.run_local(with_overrides(settings, flink={"parallelism": 2}), "skeleton", bounded=True)
+    jobrunner.run_local(
+        with_overrides(settings, flink={"parallelism": 2}), "skeleton", bounded=True
+    )
     _assert_counts(settings, expected)
 
 
