@@ -162,7 +162,7 @@ def _run_mvn(workdir: Path, goal_args: list[str]) -> None:
         raise JarError(f"mvn failed ({' '.join(goal_args[:1])}), exit {done.returncode}:\n{tail}")
 
 
-def _download(specs: list[JarSpec], target: Path) -> None:
+def download(specs: list[JarSpec], target: Path) -> None:
     """Download exactly ``specs`` (no transitive jars), verify each, move it into ``target``."""
     with tempfile.TemporaryDirectory(prefix="riskstream-jars-") as tmp:
         work = Path(tmp)
@@ -199,7 +199,7 @@ def ensure_jars(settings: Settings, sets: Iterable[str] | None = None, quiet: bo
     if missing:
         if not quiet:
             print(f"fetching {len(missing)} jar(s) into {target} ...", file=sys.stderr)
-        _download(missing, target)
+        download(missing, target)
 
 
 def classpath(settings: Settings, set_name: str) -> list[Path]:

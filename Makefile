@@ -1,0 +1,46 @@
+# riskstream: every developer action is one make target; `make help` lists them.
+# A fresh machine needs Python 3.11, Java 17 and Maven (for the one-time jar fetch).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install jars lint format test test-unit demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create the virtualenv and install riskstream with dev tools (once)
+
+jars: install ## fetch the pinned jars into the cache (once) and verify their sha256
+	$(BIN)/riskstream jars fetch
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: jars lint ## set everything up, lint, then run the whole suite on the real Kafka and Flink
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## only the tests that need no JVM
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: jars ## start Kafka, stream simulated payments through the job on the mini-cluster, stop
+	$(BIN)/riskstream demo
+
+clean: ## remove the virtualenv and runtime files (the jar cache is kept)
+	rm -rf $(VENV) .riskstream .pytest_cache .mypy_cache .ruff_cache *.egg-info
