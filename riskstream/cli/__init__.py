@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "riskstream.cli.kafka_cmd",
     "riskstream.cli.cluster_cmd",
     "riskstream.cli.run_cmd",
+    "riskstream.cli.simulate_cmd",
 )
 EXIT_USER_ERROR = 2
 
