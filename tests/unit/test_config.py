@@ -47,7 +47,7 @@ def test_wrong_type_names_the_key() -> None:
 
 
 def test_bad_set_syntax() -> None:
-    with pytest.raises(ConfigError, match="expected section.key=value"):
+    with pytest.raises(ConfigError, match=r"expected section\.key=value"):
         parse_assignments(["kafka.port"])
 
 
