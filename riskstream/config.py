@@ -192,6 +192,36 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True)
+class RuleSettings:
+    """One readable rule of the rule model: it fires when ``feature op threshold`` holds."""
+
+    feature: str = ""
+    op: str = ">="
+    threshold: float = 0.0
+    weight: float = 0.5
+    """Risk in (0, 1) the rule adds when it fires; fired rules combine as a noisy OR."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Training (``riskstream train``): time split, decision rates, rules and the registry."""
+
+    registry_dir: str = "registry"
+    train_days: int = 7
+    delay_days: int = 7
+    test_days: int = 7
+    test_start: str = ""
+    """First test day (YYYY-MM-DD); empty: the last ``test_days`` full days of the data."""
+    only_known_labels: bool = True
+    """Train on the fraud labels known when the test period starts (else on all labels)."""
+    block_rate: float = 0.002
+    step_up_rate: float = 0.01
+    stack_folds: int = 3
+    seed: int = 7
+    rules: dict[str, RuleSettings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything riskstream reads from configuration."""
 
@@ -202,6 +232,7 @@ class Settings:
     skeleton: SkeletonSettings = field(default_factory=SkeletonSettings)
     features: FeatureJobSettings = field(default_factory=FeatureJobSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
 
     @property
     def kafka_data_dir(self) -> Path:
