@@ -10,6 +10,7 @@ Expectations are derived analytically from the design (see the helpers), not mea
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,12 +21,10 @@ from training.simulator.columns import S_PER_DAY, SCENARIO_CODE
 from training.simulator.generate import Simulation, simulate
 
 CUSTOMERS, TERMINALS, DAYS = 500, 1_000, 60
-QUIET = {
-    "out_of_order_share": 0.0,
-    "late_share": 0.0,
-    "duplicate_share": 0.0,
-    "malformed_share": 0.0,
-}
+QUIET = SimulatorSettings(
+    profile="handbook", out_of_order_share=0.0, late_share=0.0, duplicate_share=0.0,
+    malformed_share=0.0,
+)  # fmt: skip
 GRID = 200  # integration grid of the reach probability and the amount threshold
 
 
@@ -95,11 +94,7 @@ def expected(customers: int, terminals: int, days: int) -> tuple[float, float, f
 
 @pytest.fixture(scope="module")
 def small() -> Simulation:
-    return simulate(
-        SimulatorSettings(
-            profile="handbook", customers=CUSTOMERS, terminals=TERMINALS, days=DAYS, **QUIET
-        )
-    )
+    return simulate(replace(QUIET, customers=CUSTOMERS, terminals=TERMINALS, days=DAYS))
 
 
 def test_count_matches_design_unconditionally(small: Simulation) -> None:
@@ -134,7 +129,7 @@ def test_amount_scenario_matches_design(small: Simulation) -> None:
 
 
 def test_reference_run_matches_published_figures() -> None:
-    sim = simulate(SimulatorSettings(profile="handbook", **QUIET))
+    sim = simulate(QUIET)
     count, sd, share = expected(5_000, 10_000, 183)
     published_count, published_share = 1_754_155, 14_681 / 1_754_155
     assert abs(len(sim.transactions) - count) <= 4 * sd
