@@ -34,11 +34,17 @@ class PathSettings:
 
     cache_dir: str = "~/.cache/riskstream"
     run_dir: str = ".riskstream"
+    jar_dir: str = ""
 
     @property
     def cache(self) -> Path:
         """The jar cache, expanded and absolute."""
         return Path(self.cache_dir).expanduser().resolve()
+
+    @property
+    def jars(self) -> Path:
+        """Where pinned jars are kept: ``jar_dir`` if set, else ``<cache_dir>/jars``."""
+        return Path(self.jar_dir).expanduser().resolve() if self.jar_dir else self.cache / "jars"
 
     @property
     def run(self) -> Path:

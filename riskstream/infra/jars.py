@@ -103,8 +103,8 @@ def load_manifest(path: Path | None = None) -> Manifest:
 
 
 def jar_dir(settings: Settings) -> Path:
-    """Where fetched jars live: ``<paths.cache_dir>/jars``."""
-    return settings.paths.cache / "jars"
+    """Where fetched jars live: ``paths.jar_dir``, by default ``<paths.cache_dir>/jars``."""
+    return settings.paths.jars
 
 
 def sha256_of(path: Path) -> str:
