@@ -1,0 +1,142 @@
+"""The features table: enriched-features records as columns, written and read as Parquet.
+
+One row per emitted feature record (a payment, or a re-sent duplicate of one): identifiers, event
+time, feature-set name/version/hash, the flags, then one float64 column per feature of
+:data:`schemas.feature_set.PAYMENT_FEATURES` in feature-set order. The backfill job writes it, the
+parity check and the training-set builder read it. No pyflink here: ``training/`` imports it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskstream.errors import SchemaError
+from schemas.feature_set import PAYMENT_FEATURES
+from udfs.features import output
+
+FEATURE_NAMES: tuple[str, ...] = PAYMENT_FEATURES.names
+ID_COLUMNS = ("event_id", "event_time", "card_id", "terminal_id", "device_id")
+META_COLUMNS = (
+    "feature_set",
+    "feature_set_version",
+    "feature_set_hash",
+    "duplicate",
+    "late",
+    "watermark_lag_ms",
+    "computed_time",
+)
+SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event_time", pa.int64(), nullable=False),
+        pa.field("card_id", pa.string(), nullable=False),
+        pa.field("terminal_id", pa.string(), nullable=False),
+        pa.field("device_id", pa.string()),
+        pa.field("feature_set", pa.string(), nullable=False),
+        pa.field("feature_set_version", pa.int64(), nullable=False),
+        pa.field("feature_set_hash", pa.string(), nullable=False),
+        pa.field("duplicate", pa.bool_(), nullable=False),
+        pa.field("late", pa.bool_(), nullable=False),
+        pa.field("watermark_lag_ms", pa.int64(), nullable=False),
+        pa.field("computed_time", pa.int64(), nullable=False),
+        *(pa.field(name, pa.float64(), nullable=False) for name in FEATURE_NAMES),
+    ]
+)
+PARQUET_SUFFIX = ".parquet"
+JSONL_SUFFIX = ".jsonl"
+
+
+def to_table(records: Sequence[output.EnrichedFeatures]) -> pa.Table:
+    """Columns of ``records`` in :data:`SCHEMA` order."""
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+    plain = ID_COLUMNS + META_COLUMNS
+    for record in records:
+        for name in plain:
+            columns[name].append(getattr(record, name))
+        values = record.features
+        for name in FEATURE_NAMES:
+            columns[name].append(values[name])
+    return pa.table(columns, schema=SCHEMA)
+
+
+def parse_json_records(lines: Iterable[bytes | str], origin: str) -> list[output.EnrichedFeatures]:
+    """Decode enriched-features JSON documents; a bad one raises naming ``origin`` and the row."""
+    records = []
+    for row, line in enumerate(lines):
+        try:
+            records.append(output.decode(line))
+        except Exception as exc:  # msgspec raises DecodeError/ValidationError
+            raise SchemaError(
+                f"{origin} row {row}: not an enriched-features record: {exc}"
+            ) from exc
+    return records
+
+
+def _archive_values(path: Path) -> Iterator[str]:
+    """Payloads of a topic archive file (see :mod:`riskstream.archive`), in file order."""
+    with path.open("r", encoding="utf-8") as handle:
+        for row, line in enumerate(handle):
+            if not line.strip():
+                continue
+            try:
+                document = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"{path} row {row}: not JSON: {exc}") from exc
+            value = document.get("value") if isinstance(document, dict) else None
+            if not isinstance(value, str):
+                raise SchemaError(
+                    f"{path} row {row}: expected an archive line with a 'value' string"
+                )
+            yield value
+
+
+def files_under(path: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Data files at ``path`` (a file, or a directory searched recursively), sorted by path.
+
+    Sorting by path keeps day partitions (``day=YYYY-MM-DD``) and numbered parts in order.
+    """
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SchemaError(f"{path}: no such file or directory")
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix in suffixes
+        and not any(part.startswith("_") for part in p.parts)
+    )
+
+
+def read_features(path: str | Path) -> pd.DataFrame:
+    """A features table from backfill Parquet output or from an archive of the features topic.
+
+    ``path`` is a Parquet file, a JSON Lines archive file, or a directory of either (searched
+    recursively; names starting with ``_`` are skipped). Columns follow :data:`SCHEMA`.
+    """
+    root = Path(path)
+    files = files_under(root, (PARQUET_SUFFIX, JSONL_SUFFIX))
+    if not files:
+        raise SchemaError(f"{root}: no .parquet or .jsonl feature files found")
+    tables = []
+    for file in files:
+        if file.suffix == PARQUET_SUFFIX:
+            try:
+                table = pq.read_table(file)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise SchemaError(f"{file}: cannot read Parquet features: {exc}") from exc
+            missing = [n for n in SCHEMA.names if n not in table.schema.names]
+            if missing:
+                raise SchemaError(f"{file}: expected feature columns, missing {missing[:5]}")
+            tables.append(table.select(SCHEMA.names).cast(SCHEMA))
+        else:
+            tables.append(to_table(parse_json_records(_archive_values(file), str(file))))
+    frame: pd.DataFrame = pa.concat_tables(tables).to_pandas()
+    return frame
