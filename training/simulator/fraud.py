@@ -67,6 +67,11 @@ def _layout(sizes: I64) -> tuple[I64, I64]:
     return incident, np.arange(int(sizes.sum()), dtype=np.int64) - starts[incident]
 
 
+def _starts(gen: np.random.Generator, span: tuple[int, int], room_ms: int, k: int) -> I64:
+    """Incident starts leaving ``room_ms`` before the end of the span (if it is long enough)."""
+    return gen.integers(span[0], max(span[0] + 1, span[1] - room_ms), k).astype(np.int64)
+
+
 def _attacker_location(gen: np.random.Generator, n: int) -> tuple[F64, F64]:
     city = gen.integers(0, len(CITIES), n)
     lat = np.array([c.latitude for c in CITIES])[city] + gen.normal(0, ATTACKER_JITTER_DEG, n)
@@ -117,7 +122,7 @@ def card_testing(
     merchant = pool[gen.integers(0, len(pool), k)][incident]
     elapsed = np.cumsum(gen.exponential(CARD_TEST_GAP_MS, n))
     offset = elapsed - elapsed[np.cumsum(sizes) - sizes][incident]  # first try at offset 0
-    start = gen.integers(span[0], span[1] - MS_PER_HOUR, k)[incident]
+    start = _starts(gen, span, MS_PER_HOUR, k)[incident]
     lat, lon = _attacker_location(gen, k)
     return _rows(
         world,
@@ -172,7 +177,7 @@ def account_takeover(
     pool = world.high_risk_merchants if len(world.high_risk_merchants) else world.online_merchants
     merchant = pool[gen.integers(0, len(pool), n)]
     card = gen.integers(0, world.cards, k)[incident]
-    start = gen.integers(span[0], span[1] - MS_PER_HOUR, k)[incident]
+    start = _starts(gen, span, MS_PER_HOUR, k)[incident]
     lat, lon = _attacker_location(gen, k)
     return _rows(
         world,
@@ -197,7 +202,7 @@ def fraud_ring(
     pool = np.concatenate([world.online_merchants, world.high_risk_merchants])
     merchant = pool[gen.integers(0, len(pool), n)]
     card = gen.integers(0, world.cards, n)
-    start = gen.integers(span[0], span[1] - RING_SPAN_MS, k)[incident]
+    start = _starts(gen, span, RING_SPAN_MS, k)[incident]
     lat, lon = _attacker_location(gen, k)
     return _rows(
         world,
