@@ -114,6 +114,7 @@ class FlinkSettings:
 
     rpc_port: int = 6123
     rest_port: int = 8081
+    local_rest_port: int = 8082
     taskmanager_slots: int = 2
     jobmanager_memory: str = "1600m"
     taskmanager_memory: str = "2048m"
@@ -136,6 +137,8 @@ class CheckpointSettings:
     dir: str = ""
     restart_attempts: int = 10
     restart_delay_ms: int = 1000
+    restore_from: str = ""
+    allow_non_restored_state: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from riskstream.infra import jars
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
 
+# Set by Flink's CLI when it runs a Python program (`flink run -py`): the job goes to a cluster.
+SUBMITTED_ENV_VAR = "PYFLINK_GATEWAY_PORT"
+LOOPBACK = "127.0.0.1"
 EXECUTION_MODES = ("thread", "process")
 CHECKPOINT_MODES = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
 STATE_BACKENDS = ("rocksdb", "hashmap")
@@ -59,6 +62,19 @@ def _checked(value: str, allowed: tuple[str, ...], key: str) -> str:
     return value
 
 
+def restore_path(path: str) -> str:
+    """A savepoint/checkpoint location as Flink wants it: a URI; local paths must exist."""
+    if "://" in path:
+        return path
+    local = Path(path).expanduser().resolve()
+    if not local.exists():
+        raise ConfigError(
+            f"checkpoint.restore_from: no savepoint or checkpoint at {local}; give the "
+            "savepoint-... or chk-N directory printed by `riskstream stop --savepoint`"
+        )
+    return local.as_uri()
+
+
 def job_configuration(settings: Settings) -> dict[str, str]:
     """Flink options every job runs with (execution mode, Python, state, checkpoints, restarts)."""
     flink, ckpt = settings.flink, settings.checkpoint
@@ -82,12 +98,31 @@ def job_configuration(settings: Settings) -> dict[str, str]:
         "restart-strategy.fixed-delay.attempts": str(ckpt.restart_attempts),
         "restart-strategy.fixed-delay.delay": f"{ckpt.restart_delay_ms} ms",
     }
+    if ckpt.restore_from:
+        conf["execution.state-recovery.path"] = restore_path(ckpt.restore_from)
+        conf["execution.state-recovery.ignore-unclaimed-state"] = str(
+            ckpt.allow_non_restored_state
+        ).lower()
     if ckpt.interval_ms > 0:
         conf["execution.checkpointing.interval"] = f"{ckpt.interval_ms} ms"
         conf["execution.checkpointing.mode"] = _checked(
             ckpt.mode, CHECKPOINT_MODES, "checkpoint.mode"
         )
     return conf
+
+
+def submitted_to_cluster() -> bool:
+    """Whether this program runs under ``flink run`` (else it runs on a local mini-cluster)."""
+    return SUBMITTED_ENV_VAR in os.environ
+
+
+def local_configuration(settings: Settings) -> dict[str, str]:
+    """Options only a mini-cluster run needs: its REST endpoint, for ``riskstream stop``."""
+    return {
+        "rest.address": LOOPBACK,
+        "rest.bind-address": LOOPBACK,
+        "rest.port": str(settings.flink.local_rest_port),
+    }
 
 
 def create_env(
@@ -101,8 +136,11 @@ def create_env(
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
+    options = job_configuration(settings)
+    if not submitted_to_cluster():
+        options |= local_configuration(settings)
     config = Configuration()
-    for key, value in (job_configuration(settings) | (extra or {})).items():
+    for key, value in (options | (extra or {})).items():
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     if connectors:

@@ -18,7 +18,8 @@ import yaml
 
 from riskstream.config import Settings
 from riskstream.errors import JobError
-from riskstream.infra import jars
+from riskstream.flink_env import LOOPBACK, restore_path
+from riskstream.infra import jars, process
 from riskstream.infra.cluster import LocalCluster
 
 JOBS = {
@@ -44,6 +45,13 @@ def write_settings(settings: Settings, path: Path) -> Path:
 
 def run_local(settings: Settings, name: str, bounded: bool = False) -> None:
     """Run a job in this process on the Flink mini-cluster; blocks until it ends."""
+    if settings.flink.local_rest_port:
+        process.require_free_port(
+            LOOPBACK,
+            settings.flink.local_rest_port,
+            "the local job's REST API",
+            "flink.local_rest_port",
+        )
     module = importlib.import_module(job_module(name))
     module.main(settings, bounded=bounded)
 
@@ -74,6 +82,12 @@ def submit_to_cluster(
         "-j",
         str(jars.connector_jar(settings)),
         *(["-d"] if detached else []),
+        *(
+            ["-s", restore_path(settings.checkpoint.restore_from)]
+            if settings.checkpoint.restore_from
+            else []
+        ),
+        *(["--allowNonRestoredState"] if settings.checkpoint.allow_non_restored_state else []),
         "--settings-file",
         str(settings_file),
         *(["--bounded"] if bounded else []),

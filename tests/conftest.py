@@ -31,7 +31,11 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         overrides={
             "paths": {"run_dir": str(run_dir)},
             "kafka": {"port": free_port(), "controller_port": free_port()},
-            "flink": {"rest_port": free_port(), "rpc_port": free_port()},
+            "flink": {
+                "rest_port": free_port(),
+                "rpc_port": free_port(),
+                "local_rest_port": free_port(),
+            },
             "checkpoint": {"interval_ms": 2000},
         },
         environ={},

@@ -1,16 +1,19 @@
-"""``riskstream run``: run a job on the mini-cluster or submit it to the standalone cluster."""
+"""``riskstream run`` and ``riskstream stop``: run a job locally or on the cluster; stop it with a
+savepoint; resume from a savepoint or retained checkpoint."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from riskstream import jobrunner
 from riskstream.config import Settings, with_overrides
+from riskstream.infra.rest import FlinkRest
 
 
 def register(subparsers: Any) -> None:
-    """Add ``run``."""
+    """Add ``run`` and ``stop``."""
     parser = subparsers.add_parser(
         "run", help="run a job locally (mini-cluster) or on the standalone cluster"
     )
@@ -34,15 +37,56 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--parallelism", type=int, help="job parallelism (default: flink.parallelism)"
     )
+    parser.add_argument(
+        "--from-savepoint",
+        metavar="PATH",
+        help="resume from a savepoint or a retained checkpoint (chk-N) directory",
+    )
+    parser.add_argument(
+        "--allow-non-restored-state",
+        action="store_true",
+        help="with --from-savepoint: skip state that maps to no operator of this job",
+    )
     parser.set_defaults(handler=_run)
+
+    stop = subparsers.add_parser(
+        "stop", help="stop a running job with a savepoint (mini-cluster run or cluster)"
+    )
+    stop.add_argument("--savepoint", metavar="DIR", required=True, help="savepoint directory")
+    stop.add_argument(
+        "--target",
+        default="local",
+        choices=jobrunner.TARGETS,
+        help="local: the job of `riskstream run` (flink.local_rest_port); cluster: the cluster",
+    )
+    stop.add_argument("--job-id", help="the job to stop (default: the one running job)")
+    stop.set_defaults(handler=_stop)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.parallelism is not None:
         settings = with_overrides(settings, flink={"parallelism": args.parallelism})
+    if args.from_savepoint:
+        settings = with_overrides(
+            settings,
+            checkpoint={
+                "restore_from": args.from_savepoint,
+                "allow_non_restored_state": args.allow_non_restored_state,
+            },
+        )
     if args.target == "cluster":
         output = jobrunner.submit_to_cluster(settings, args.job, args.bounded, args.detached)
         print(output.strip())
         return 0
     jobrunner.run_local(settings, args.job, args.bounded)
+    return 0
+
+
+def _stop(args: argparse.Namespace, settings: Settings) -> int:
+    port = settings.flink.rest_port if args.target == "cluster" else settings.flink.local_rest_port
+    rest = FlinkRest(f"http://127.0.0.1:{port}")
+    job = rest.running_job(job_id=args.job_id)
+    location = rest.stop_with_savepoint(job.job_id, Path(args.savepoint))
+    print(f"stopped {job.name} ({job.job_id}) with savepoint {location}")
+    print(f"resume with: riskstream run --from-savepoint {location.removeprefix('file:')}")
     return 0

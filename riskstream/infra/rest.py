@@ -1,0 +1,115 @@
+"""A small client of Flink's REST API: list jobs, stop with a savepoint, read checkpoints.
+
+Both targets expose the same API: the standalone cluster on ``flink.rest_port`` and a mini-cluster
+run (``riskstream run``) on ``flink.local_rest_port``, so operations work the same on either.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from riskstream.errors import JobError
+
+REQUEST_TIMEOUT_S = 10.0
+SAVEPOINT_TIMEOUT_S = 300.0
+POLL_S = 0.5
+RUNNING = "RUNNING"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as the REST API lists it."""
+
+    job_id: str
+    name: str
+    state: str
+
+
+class FlinkRest:
+    """REST client bound to one ``http://host:port``."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method="POST" if body is not None else "GET",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as answer:
+                loaded: dict[str, Any] = json.loads(answer.read() or b"{}")
+                return loaded
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise JobError(f"Flink REST {path} answered {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise JobError(
+                f"no Flink REST API at {self.base_url} ({exc}); is the job or cluster running?"
+            ) from exc
+
+    def reachable(self) -> bool:
+        """Whether the REST API answers."""
+        try:
+            self._call("/overview")
+        except JobError:
+            return False
+        return True
+
+    def jobs(self) -> list[JobInfo]:
+        """Every job the JobManager knows, with its name and state."""
+        overview = self._call("/jobs/overview")
+        return [JobInfo(j["jid"], j["name"], j["state"]) for j in overview.get("jobs", [])]
+
+    def running_job(self, name: str | None = None, job_id: str | None = None) -> JobInfo:
+        """The one running job (optionally with this name or id); raises if none or several."""
+        candidates = [
+            j
+            for j in self.jobs()
+            if j.state == RUNNING
+            and (name is None or j.name == name)
+            and (job_id is None or j.job_id == job_id)
+        ]
+        if len(candidates) != 1:
+            listed = ", ".join(f"{j.name} ({j.job_id}, {j.state})" for j in self.jobs()) or "none"
+            raise JobError(
+                f"expected exactly one running job at {self.base_url}"
+                f"{f' named {name!r}' if name else ''}, found {len(candidates)}; jobs: {listed}"
+            )
+        return candidates[0]
+
+    def stop_with_savepoint(self, job_id: str, directory: Path) -> str:
+        """Stop ``job_id`` with a savepoint under ``directory``; returns the savepoint path."""
+        trigger = self._call(
+            f"/jobs/{job_id}/stop",
+            {"targetDirectory": directory.resolve().as_uri(), "drain": False},
+        )
+        return self._await_savepoint(job_id, str(trigger["request-id"]))
+
+    def _await_savepoint(self, job_id: str, request_id: str) -> str:
+        deadline = time.monotonic() + SAVEPOINT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            status = self._call(f"/jobs/{job_id}/savepoints/{request_id}")
+            if status.get("status", {}).get("id") == "COMPLETED":
+                operation = status.get("operation", {})
+                if "failure-cause" in operation:
+                    cause = operation["failure-cause"].get("stack-trace", "")[:1500]
+                    raise JobError(f"savepoint of job {job_id} failed: {cause}")
+                return str(operation["location"])
+            time.sleep(POLL_S)
+        raise JobError(f"savepoint of job {job_id} did not complete in {SAVEPOINT_TIMEOUT_S:.0f} s")
+
+    def latest_checkpoint(self, job_id: str) -> str | None:
+        """External path of the job's latest completed checkpoint, if any."""
+        stats = self._call(f"/jobs/{job_id}/checkpoints")
+        completed = (stats.get("latest") or {}).get("completed")
+        return str(completed["external_path"]) if completed else None
