@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors import Sink, Source
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetsInitializer,
@@ -44,18 +45,20 @@ JOB_NAME = "riskstream-features"
 
 @dataclass(frozen=True)
 class FeatureSources:
-    """The job's two inputs."""
+    """The job's two inputs: Flink sources whose record timestamps are the event times (Kafka),
+    or streams of raw payload strings that already carry timestamps and watermarks (the
+    backfill's replay of files, see ``jobs/backfill.py``)."""
 
-    transactions: KafkaSource
-    labels: KafkaSource
+    transactions: Source | DataStream
+    labels: Source | DataStream
 
 
 @dataclass(frozen=True)
 class FeatureSinks:
-    """The job's two outputs."""
+    """The job's two outputs; ``features=None`` leaves the returned stream to the caller."""
 
-    features: KafkaSink
-    dead_letter: KafkaSink
+    features: Sink | None
+    dead_letter: Sink
 
 
 def feature_params(settings: Settings) -> FeatureParams:
@@ -110,14 +113,17 @@ def watermarks(settings: Settings) -> WatermarkStrategy:
 
 def _validated(
     env: StreamExecutionEnvironment,
-    source: KafkaSource,
+    source: Source | DataStream,
     role: str,
     record_type: str,
     settings: Settings,
 ) -> DataStream:
-    raw = env.from_source(source, watermarks(settings), f"{role}-source").uid(
-        f"features-{role}-source"
-    )
+    if isinstance(source, DataStream):
+        raw = source
+    else:
+        raw = env.from_source(source, watermarks(settings), f"{role}-source").uid(
+            f"features-{role}-source"
+        )
     validate = ValidateRecords(
         record_type,
         settings.kafka.topic(role),
@@ -171,7 +177,8 @@ def build(
         .uid("features-terminal")
         .name("terminal features")
     )
-    features.sink_to(sinks.features).uid("features-sink").name("features sink")
+    if sinks.features is not None:
+        features.sink_to(sinks.features).uid("features-sink").name("features sink")
     return features
 
 

@@ -231,6 +231,29 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    """The backfill job (``riskstream backfill``): replay of historical files through the feature
+    job's graph into Parquet."""
+
+    rows_per_file: int = 50_000
+    progress_interval_s: float = 5.0
+    max_reported_dead_letters: int = 20
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    """Windowed analytics (``riskstream run --job analytics``); durations are event-time ms."""
+
+    allowed_lateness_ms: int = 600_000
+    """A window accepts updates until the watermark passes its end by this much."""
+    merchant_window_ms: int = 60_000
+    mcc_window_ms: int = 3_600_000
+    global_window_ms: int = 60_000
+    group_id: str = "riskstream-analytics"
+    source: str = "riskstream-analytics"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything riskstream reads from configuration."""
 
@@ -242,6 +265,8 @@ class Settings:
     features: FeatureJobSettings = field(default_factory=FeatureJobSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     @property
     def kafka_data_dir(self) -> Path:

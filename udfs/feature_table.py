@@ -51,6 +51,7 @@ SCHEMA = pa.schema(
 )
 PARQUET_SUFFIX = ".parquet"
 JSONL_SUFFIX = ".jsonl"
+BACKFILL_FEATURES_DIR = "features"
 
 
 def to_table(records: Sequence[output.EnrichedFeatures]) -> pa.Table:
@@ -118,10 +119,13 @@ def files_under(path: Path, suffixes: Sequence[str]) -> list[Path]:
 def read_features(path: str | Path) -> pd.DataFrame:
     """A features table from backfill Parquet output or from an archive of the features topic.
 
-    ``path`` is a Parquet file, a JSON Lines archive file, or a directory of either (searched
-    recursively; names starting with ``_`` are skipped). Columns follow :data:`SCHEMA`.
+    ``path`` is a backfill output directory (its ``features/``), a Parquet file, a JSON Lines
+    archive file, or a directory of either (searched recursively; names starting with ``_`` are
+    skipped). Columns follow :data:`SCHEMA`.
     """
     root = Path(path)
+    if (root / BACKFILL_FEATURES_DIR).is_dir():
+        root = root / BACKFILL_FEATURES_DIR  # a backfill output directory
     files = files_under(root, (PARQUET_SUFFIX, JSONL_SUFFIX))
     if not files:
         raise SchemaError(f"{root}: no .parquet or .jsonl feature files found")
