@@ -241,6 +241,19 @@ class BackfillSettings:
 
 
 @dataclass(frozen=True)
+class AnalyticsSettings:
+    """Windowed analytics (``riskstream run --job analytics``); durations are event-time ms."""
+
+    allowed_lateness_ms: int = 600_000
+    """A window accepts updates until the watermark passes its end by this much."""
+    merchant_window_ms: int = 60_000
+    mcc_window_ms: int = 3_600_000
+    global_window_ms: int = 60_000
+    group_id: str = "riskstream-analytics"
+    source: str = "riskstream-analytics"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything riskstream reads from configuration."""
 
@@ -252,6 +265,7 @@ class Settings:
     features: FeatureJobSettings = field(default_factory=FeatureJobSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     @property
