@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,12 @@ def register(subparsers: Any) -> None:
             metavar=name.split("_")[-1].upper(),
             help=HELP.get(name, f"override simulator.{name}"),
         )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes writing files in parallel (default: CPU count); output is identical",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(handler=_simulate)
 
@@ -95,7 +102,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from training.simulator.writers import write_files
 
-    manifest = write_files(sim, args.out, sim_settings.format, progress)
+    manifest = write_files(sim, args.out, sim_settings.format, progress, workers=args.workers)
     rate = progress.close()
     print(json.dumps({"out": str(args.out), "events_per_s": round(rate), **manifest}, indent=2))
     return 0

@@ -54,6 +54,12 @@ def test_same_seed_same_bytes_different_seed_different_data(
     assert all(first[name] != other[name] for name in shared)
 
 
+def test_output_does_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
+    _run(tmp_path / "one", "--workers", "1")
+    _run(tmp_path / "two", "--workers", "2")
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
 def test_every_malformed_record_is_rejected_and_every_other_passes(tmp_path: Path) -> None:
     manifest = _run(tmp_path, "--profile", "realistic")
     lines = _lines(tmp_path, "transactions")

@@ -12,7 +12,11 @@ carry one extra column, ``arrival_time`` (epoch ms), which is delivery metadata,
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from training.simulator.malformed import corrupt
 from training.simulator.progress import Progress
 
 PART_NAME = "part-0"
+TRANSACTIONS, LABELS = "transactions", "labels"
 MANIFEST = "manifest.json"
 
 
@@ -77,40 +82,78 @@ def label_lines(sim: Simulation, start: int, stop: int) -> list[bytes]:
     return encode.lines(records)
 
 
-def _write_jsonl(path: Path, lines: list[bytes]) -> None:
+@dataclass(frozen=True)
+class Part:
+    """One output file: a stream, a UTC day and the rows ``start:stop`` of that stream."""
+
+    stream: str  # "transactions" or "labels"
+    day: int
+    start: int
+    stop: int
+
+
+_FORKED: Simulation | None = None  # the simulation, inherited by forked workers
+
+
+def parts(sim: Simulation) -> list[Part]:
+    """Every file of a simulation, transactions first, each stream in day order."""
+    return [Part(TRANSACTIONS, *s) for s in _day_slices(sim.delivery.arrival_time)] + [
+        Part(LABELS, *s) for s in _day_slices(sim.labels.event_time)
+    ]
+
+
+def write_part(sim: Simulation, part: Part, out: Path, fmt: str) -> int:
+    """Write one file; returns how many rows it covers (malformed included)."""
+    path = out / part.stream / day_name(part.day) / f"{PART_NAME}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    start, stop, source = part.start, part.stop, sim.settings.source
+    if fmt == "jsonl":
+        encoder = transaction_lines if part.stream == TRANSACTIONS else label_lines
+        lines = encoder(sim, start, stop)
+        path.write_bytes(b"\n".join(lines) + b"\n")
+    elif part.stream == TRANSACTIONS:
+        plan = sim.delivery
+        keep = np.arange(start, stop)[plan.kind[start:stop] != DELIVERY_CODE["malformed"]]
+        columns = encode.transaction_columns(
+            sim.transactions, sim.entities, plan.source[keep], sim.run
+        )
+        extra = {"arrival_time": plan.arrival_time[keep]}
+        pq.write_table(encode.arrow_table(columns, source, extra), path)
+    else:
+        rows = np.arange(start, stop, dtype=np.int64)
+        columns = encode.label_columns(sim.labels, sim.transactions, sim.entities, rows, sim.run)
+        pq.write_table(encode.arrow_table(columns, source, {}), path)
+    return stop - start
 
 
-def write_files(sim: Simulation, out: Path, fmt: str, progress: Progress) -> dict[str, Any]:
-    """Write a simulation under ``out``; returns (and writes) the manifest."""
-    plan, source = sim.delivery, sim.settings.source
-    malformed = plan.kind == DELIVERY_CODE["malformed"]
-    for day, start, stop in _day_slices(plan.arrival_time):
-        path = out / "transactions" / day_name(day) / f"{PART_NAME}.{fmt}"
-        if fmt == "jsonl":
-            _write_jsonl(path, transaction_lines(sim, start, stop))
-        else:
-            keep = np.arange(start, stop)[~malformed[start:stop]]
-            columns = encode.transaction_columns(
-                sim.transactions, sim.entities, plan.source[keep], sim.run
-            )
-            table = encode.arrow_table(columns, source, {"arrival_time": plan.arrival_time[keep]})
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path)
-        progress.advance(stop - start)
-    for day, start, stop in _day_slices(sim.labels.event_time):
-        path = out / "labels" / day_name(day) / f"{PART_NAME}.{fmt}"
-        if fmt == "jsonl":
-            _write_jsonl(path, label_lines(sim, start, stop))
-        else:
-            rows = np.arange(start, stop, dtype=np.int64)
-            columns = encode.label_columns(
-                sim.labels, sim.transactions, sim.entities, rows, sim.run
-            )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(encode.arrow_table(columns, source, {}), path)
-        progress.advance(stop - start)
+def _write_forked(part: Part, out: Path, fmt: str) -> int:
+    if _FORKED is None:
+        raise RuntimeError("workers must be forked after _FORKED is set")
+    return write_part(_FORKED, part, out, fmt)
+
+
+def write_files(
+    sim: Simulation, out: Path, fmt: str, progress: Progress, workers: int = 1
+) -> dict[str, Any]:
+    """Write a simulation under ``out``; returns (and writes) the manifest.
+
+    With ``workers > 1`` files are written by forked processes (each file is independent, so the
+    bytes do not depend on the number of workers).
+    """
+    global _FORKED  # noqa: PLW0603 - handed to forked workers without pickling the arrays
+    todo = parts(sim)
+    if workers <= 1:
+        for part in todo:
+            progress.advance(write_part(sim, part, out, fmt))
+    else:
+        _FORKED = sim
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for done in pool.map(_write_forked, todo, repeat(out), repeat(fmt)):
+                    progress.advance(done)
+        finally:
+            _FORKED = None
     manifest = summary(sim, fmt)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
