@@ -243,7 +243,7 @@ def compromised_merchants(
     """Relabel as fraud the payments at skimmed card-present merchants during their breach."""
     if target <= 0:
         return normal
-    order = np.lexsort((normal.event_time, normal.merchant))
+    order = np.argsort(normal.merchant, kind="stable")
     bounds = np.searchsorted(normal.merchant[order], np.arange(len(world.merchant_mcc) + 1))
     present = np.flatnonzero(~world.merchant_online)
     first_ms = int(normal.event_time.min())
@@ -258,6 +258,7 @@ def compromised_merchants(
         end = start + int(gen.integers(*COMPROMISE_DAYS)) * MS_PER_DAY
         rows = order[bounds[m] : bounds[m + 1]]
         rows = rows[(normal.event_time[rows] >= start) & (normal.event_time[rows] < end)]
+        rows = rows[np.argsort(normal.event_time[rows], kind="stable")]  # trimming ends it early
         rows = rows[~taken[rows]][:remaining]
         taken[rows] = True
         flagged.append(rows)
