@@ -242,7 +242,8 @@ def run(
     _annotate(letters, staged)
     shown = settings.backfill.max_reported_dead_letters
     for letter in letters[:shown]:
-        say(f"backfill: dead letter: {letter['origin']}: {letter['reason']}")
+        field = f"{letter['field']}: " if letter.get("field") else ""
+        say(f"backfill: dead letter: {letter['origin']}: {field}{letter['reason']}")
     if len(letters) > shown:
         more = len(letters) - shown
         say(f"backfill: ... {more} more dead letter(s) in {output / DEAD_LETTER_DIR}")
