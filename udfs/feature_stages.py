@@ -31,10 +31,12 @@ NO_LAG = -1
 
 
 def blob_state(runtime_context: RuntimeContext, name: str) -> Any:
-    """A ValueState holding raw bytes (no pickling on top of the msgpack blob)."""
-    return runtime_context.get_state(
-        ValueStateDescriptor(name, Types.PRIMITIVE_ARRAY(Types.BYTE()))
-    )
+    """A ValueState holding the key's msgpack blob.
+
+    ``PICKLED_BYTE_ARRAY`` rather than a primitive byte array: PyFlink 2.2.1's embedded converter
+    for ``PRIMITIVE_ARRAY(BYTE)`` fails on an empty state (``'NoneType' object is not iterable``).
+    """
+    return runtime_context.get_state(ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY()))
 
 
 def device_key(record: StageRecord) -> str:
@@ -91,9 +93,12 @@ class CardStage(KeyedProcessFunction):  # type: ignore[misc]
         self._lag = now_ms() - watermark if watermark >= 0 else NO_LAG
         yield tx, event_values(tx) + values, duplicate, late, self._lag
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> None:
+    def on_timer(
+        self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext
+    ) -> Iterator[StageRecord]:
         """Forget a card idle for the profile retention."""
         _expire(self._state, card.decode, timestamp, self.params.profile_retention_ms)
+        yield from ()
 
 
 class DeviceStage(KeyedCoProcessFunction):  # type: ignore[misc]
@@ -123,19 +128,24 @@ class DeviceStage(KeyedCoProcessFunction):  # type: ignore[misc]
                 self._timer(ctx, old_clock, state.clock)
         yield record
 
-    def process_element2(self, label: Label, ctx: KeyedCoProcessFunction.Context) -> None:
+    def process_element2(
+        self, label: Label, ctx: KeyedCoProcessFunction.Context
+    ) -> Iterator[StageRecord]:
         """Remember a fraud label for the device."""
         state = device.decode(self._state.value())
         if device.add_label(state, label):
             self._state.update(device.encode(state))
             self._timer(ctx, 0, max(state.clock, label.event_time))
+        yield from ()
 
     def _timer(self, ctx: KeyedCoProcessFunction.Context, old: int, new: int) -> None:
         timer = cleanup_timer(old, new, self.params.profile_retention_ms, TIMER_BUCKET_MS)
         if timer is not None:
             ctx.timer_service().register_event_time_timer(timer)
 
-    def on_timer(self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext) -> None:
+    def on_timer(
+        self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext
+    ) -> Iterator[StageRecord]:
         """Forget a device idle for the profile retention (its fraud mark included)."""
         blob = self._state.value()
         if blob is None:
@@ -144,6 +154,7 @@ class DeviceStage(KeyedCoProcessFunction):  # type: ignore[misc]
         last = max(state.clock, state.fraud_since or 0)
         if last + self.params.profile_retention_ms <= timestamp:
             self._state.clear()
+        yield from ()
 
 
 class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
@@ -178,12 +189,15 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
         )
         yield output.encode(enriched).decode()
 
-    def process_element2(self, label: Label, ctx: KeyedCoProcessFunction.Context) -> None:
+    def process_element2(
+        self, label: Label, ctx: KeyedCoProcessFunction.Context
+    ) -> Iterator[StageRecord]:
         """Remember a fraud label for the terminal."""
         state = terminal.decode(self._state.value())
         if terminal.add_label(state, label, self.params):
             self._state.update(terminal.encode(state))
             self._timer(ctx, 0, max(state.clock, label.transaction_time))
+        yield from ()
 
     def _timer(self, ctx: KeyedCoProcessFunction.Context, old: int, new: int) -> None:
         retention = terminal.RETENTION_MS + self.params.allowed_lateness_ms
@@ -191,7 +205,9 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
         if timer is not None:
             ctx.timer_service().register_event_time_timer(timer)
 
-    def on_timer(self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext) -> None:
+    def on_timer(
+        self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext
+    ) -> Iterator[StageRecord]:
         """Forget a terminal whose payments and labels all fell out of its windows."""
         blob = self._state.value()
         if blob is None:
@@ -201,3 +217,4 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
         retention = terminal.RETENTION_MS + self.params.allowed_lateness_ms
         if max(state.clock, newest_label) + retention <= timestamp:
             self._state.clear()
+        yield from ()
