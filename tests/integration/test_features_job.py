@@ -22,13 +22,13 @@ from confluent_kafka import Consumer, Producer
 
 from jobs import features as features_job
 from riskstream.config import Settings, TopicSettings, with_overrides
+from riskstream.flink_env import create_env
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 from schemas.records import Label, Transaction
 from tests.conftest import create_topic
 from tests.support import read_topic
 from udfs.features import output
 from udfs.features.compute import FeaturePipeline
-from udfs.features.params import FeatureParams
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -137,15 +137,16 @@ def _await(consumer: Consumer, outputs: list[output.EnrichedFeatures], total: in
     deadline = time.monotonic() + PHASE_WAIT_S
     while len(outputs) < total and time.monotonic() < deadline:
         message = consumer.poll(0.5)
-        if message is not None and message.error() is None:
-            outputs.append(output.decode(message.value()))
+        value = None if message is None or message.error() is not None else message.value()
+        if value is not None:
+            outputs.append(output.decode(value))
     assert len(outputs) == total, f"expected {total} feature records, got {len(outputs)}"
 
 
 def run_parity(base: Settings, name: str, parallelism: int) -> None:
     settings = _settings(with_overrides(base, flink={"parallelism": parallelism}), name)
     phases = make_phases(random.Random(SEED))
-    env = features_job.create_env(settings)
+    env = create_env(settings)
     sources = features_job.FeatureSources(
         features_job.kafka_source(settings, "transactions"),
         features_job.kafka_source(settings, "labels"),

@@ -1,0 +1,322 @@
+"""Benchmark: the streaming feature job on real Kafka (ingestion + validation + 3 keyed stages).
+
+Starts a private single-node broker (free ports, temporary run dir), then:
+1. **throughput**: pre-produces payments of 100k cards (Kafka timestamp = event time) and runs the
+   job bounded on the mini-cluster; sustained events/s is taken from the records' ``computed_time``
+   between the 10th and 90th percentile, so job start-up is excluded;
+2. **latency**: runs the job unbounded and paces live payments at 5k events/s; added latency is
+   ``computed_time - event_time`` (producer -> broker -> source -> validate -> card -> device ->
+   terminal), plus end to end up to a consumer of the features topic;
+3. **state size**: the bytes a Flink ValueState holds per card after 30 days of Handbook-rate
+   history (2 payments/day), from the same pure functions the job runs.
+
+Run from the repo root: ``python -m bench.features``; writes ``bench/results/features.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+import random
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from jobs import features as features_job
+from riskstream.config import Settings, TopicSettings, load_settings, with_overrides
+from riskstream.flink_env import create_env
+from riskstream.infra import jars
+from riskstream.infra.kafka import LocalKafka
+from riskstream.infra.process import free_port
+from schemas.feature_set import MS_PER_DAY
+from schemas.records import Transaction
+from udfs.features import card, device, terminal
+from udfs.features.compute import FeaturePipeline
+from udfs.features.output import EnrichedFeatures
+
+RESULTS = Path(__file__).parent / "results" / "features.json"
+CARDS = 100_000
+TERMINALS = 30_000
+THROUGHPUT_EVENTS = 250_000
+LATENCY_RATE_PER_S = 5_000
+LATENCY_SECONDS = 20
+WARMUP_EVENTS = 2_000
+TICK_S = 0.01
+STATE_CARDS = 2_000
+STATE_DAYS = 30
+STATE_TX_PER_DAY = 2
+BASE_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+PARTITIONS = 2
+TARGETS = {"events_per_s": 20_000, "p99_ms": 10}
+_DECODER = msgspec.json.Decoder(EnrichedFeatures)
+
+
+def payment(rng: random.Random, i: int, t: int) -> Transaction:
+    """A valid payment of card ``i % CARDS``; 40% online with the card's own device."""
+    c = i % CARDS
+    online = rng.random() < 0.4
+    return Transaction(
+        event_id=f"b-{uuid.uuid4().hex}",
+        event_time=t,
+        schema_version=1,
+        source="bench",
+        correlation_id=f"b-{i}",
+        card_id=f"card-{c:06d}",
+        customer_id=f"cust-{c:06d}",
+        merchant_id=f"m-{c % TERMINALS:05d}",
+        terminal_id=f"term-{rng.randrange(TERMINALS):05d}",
+        mcc=rng.choice(("5411", "5812", "5999", "7995")),
+        amount=round(rng.uniform(1, 200), 2),
+        currency="EUR",
+        channel="online" if online else "card_present",
+        latitude=round(50 + rng.random(), 4),
+        longitude=round(4 + rng.random(), 4),
+        device_id=f"dev-{c:06d}-{rng.randrange(2)}" if online else None,
+    )
+
+
+def job_settings(base: Settings, name: str) -> Settings:
+    """``base`` with fresh topics for one run."""
+    admin = AdminClient({"bootstrap.servers": base.kafka.bootstrap})
+    topics = dict(base.kafka.topics)
+    new = []
+    for role in ("transactions", "labels", "features", "dead_letter"):
+        topic = f"{name}-{role}-{uuid.uuid4().hex[:6]}"
+        topics[role] = TopicSettings(topic, PARTITIONS)
+        new.append(NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1))
+    for future in admin.create_topics(new).values():
+        future.result(timeout=30)
+    return with_overrides(
+        base, kafka={"topics": topics}, features={"group_id": f"{name}-{uuid.uuid4().hex[:6]}"}
+    )
+
+
+def producer(settings: Settings) -> Producer:
+    """A fast producer (small linger so paced latency is not batched away)."""
+    return Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 1})
+
+
+def consumer(settings: Settings, topic: str) -> Consumer:
+    """A consumer of ``topic`` from the beginning."""
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    c.subscribe([topic])
+    return c
+
+
+def send(p: Producer, topic: str, tx: Transaction) -> None:
+    """Produce with the Kafka timestamp set to the event time (what the watermarks read)."""
+    while True:
+        try:
+            p.produce(
+                topic, msgspec.json.encode(tx), key=tx.card_id.encode(), timestamp=tx.event_time
+            )
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def read_all(c: Consumer, count: int, timeout_s: float) -> list[tuple[int, EnrichedFeatures]]:
+    """(receive wall ms, record) for ``count`` records or until ``timeout_s``."""
+    out: list[tuple[int, EnrichedFeatures]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < count and time.monotonic() < deadline:
+        for message in c.consume(1000, 0.5):
+            value = message.value()
+            if message.error() is None and value is not None:
+                out.append((time.time_ns() // 1_000_000, _DECODER.decode(value)))
+    return out
+
+
+def throughput(base: Settings) -> dict[str, Any]:
+    """Sustained events/s of the bounded job over pre-produced payments."""
+    settings = job_settings(base, "tput")
+    rng = random.Random(1)
+    p = producer(settings)
+    topic = settings.kafka.topic("transactions")
+    span = 30 * MS_PER_DAY
+    started = time.perf_counter()
+    for i in range(THROUGHPUT_EVENTS):
+        t = BASE_TIME_MS + i * span // THROUGHPUT_EVENTS + rng.randrange(-2000, 2000)
+        send(p, topic, payment(rng, i, t))
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(120)
+    produce_s = time.perf_counter() - started
+    started = time.perf_counter()
+    features_job.main(settings, bounded=True)
+    job_s = time.perf_counter() - started
+    records = read_all(consumer(settings, settings.kafka.topic("features")), THROUGHPUT_EVENTS, 120)
+    times = sorted(r.computed_time for _, r in records)
+    lo, hi = times[len(times) // 10], times[len(times) * 9 // 10]
+    steady = sum(1 for t in times if lo <= t <= hi)
+    return {
+        "events": THROUGHPUT_EVENTS,
+        "cards": CARDS,
+        "outputs": len(records),
+        "produce_s": round(produce_s, 2),
+        "job_wall_s_incl_startup": round(job_s, 2),
+        "steady_events": steady,
+        "steady_s": round((hi - lo) / 1000, 3),
+        "events_per_s": round(steady / max((hi - lo) / 1000, 1e-3)),
+    }
+
+
+def latency(base: Settings) -> dict[str, Any]:
+    """Added latency at a paced live rate."""
+    settings = job_settings(base, "lat")
+    env = create_env(settings)
+    sources = features_job.FeatureSources(
+        features_job.kafka_source(settings, "transactions"),
+        features_job.kafka_source(settings, "labels"),
+    )
+    sinks = features_job.FeatureSinks(
+        features_job.kafka_sink(settings, "features"),
+        features_job.kafka_sink(settings, "dead_letter"),
+    )
+    features_job.build(env, sources, sinks, settings)
+    client = env.execute_async("bench-features-latency")
+    rng = random.Random(2)
+    p = producer(settings)
+    topic = settings.kafka.topic("transactions")
+    c = consumer(settings, settings.kafka.topic("features"))
+    total = LATENCY_RATE_PER_S * LATENCY_SECONDS
+    results: list[tuple[int, EnrichedFeatures]] = []
+    try:
+        for i in range(WARMUP_EVENTS):
+            send(p, topic, payment(rng, i, time.time_ns() // 1_000_000))
+        p.flush(30)
+        warm = read_all(c, WARMUP_EVENTS, 120)
+        reader = threading.Thread(
+            target=lambda: results.extend(read_all(c, total, LATENCY_SECONDS + 60))
+        )
+        reader.start()
+        per_tick = int(LATENCY_RATE_PER_S * TICK_S)
+        start = time.perf_counter()
+        for tick in range(total // per_tick):
+            for j in range(per_tick):
+                i = WARMUP_EVENTS + tick * per_tick + j
+                send(p, topic, payment(rng, i, time.time_ns() // 1_000_000))
+            p.poll(0)
+            delay = start + (tick + 1) * TICK_S - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        p.flush(30)
+        achieved = total / (time.perf_counter() - start)
+        reader.join()
+    finally:
+        c.close()
+        client.cancel().result()
+    computed = sorted(r.computed_time - r.event_time for _, r in results)
+    end_to_end = sorted(received - r.event_time for received, r in results)
+
+    def pct(values: list[int], q: float) -> float:
+        return float(values[min(len(values) - 1, int(q * len(values)))]) if values else -1.0
+
+    return {
+        "rate_per_s_target": LATENCY_RATE_PER_S,
+        "rate_per_s_achieved": round(achieved),
+        "warmup_outputs": len(warm),
+        "outputs": len(results),
+        "p50_ms": pct(computed, 0.5),
+        "p99_ms": pct(computed, 0.99),
+        "max_ms": pct(computed, 1.0),
+        "end_to_end_p50_ms": pct(end_to_end, 0.5),
+        "end_to_end_p99_ms": pct(end_to_end, 0.99),
+    }
+
+
+def state_size() -> dict[str, Any]:
+    """Bytes held in ValueState (pickled msgpack blobs) after 30 days at Handbook rate."""
+    rng = random.Random(3)
+    pipeline = FeaturePipeline()
+    events = []
+    for c in range(STATE_CARDS):
+        for _ in range(STATE_DAYS * STATE_TX_PER_DAY):
+            events.append(payment(rng, c, BASE_TIME_MS + rng.randrange(STATE_DAYS * MS_PER_DAY)))
+    events.sort(key=lambda tx: tx.event_time)
+    for tx in events:
+        pipeline.transaction(tx)
+
+    def stored(blob: bytes) -> int:
+        return len(pickle.dumps(blob))
+
+    card_bytes = sum(stored(card.encode(s)) for s in pipeline.cards.values())
+    device_bytes = sum(stored(device.encode(s)) for s in pipeline.devices.values())
+    terminal_bytes = sum(stored(terminal.encode(s)) for s in pipeline.terminals.values())
+    return {
+        "cards": STATE_CARDS,
+        "payments_per_card": STATE_DAYS * STATE_TX_PER_DAY,
+        "card_bytes_per_card": round(card_bytes / STATE_CARDS),
+        "device_bytes_per_card": round(device_bytes / STATE_CARDS),
+        "terminal_bytes_per_card": round(terminal_bytes / STATE_CARDS),
+        "bytes_per_card": round((card_bytes + device_bytes + terminal_bytes) / STATE_CARDS),
+        "note": "serialized value bytes; RocksDB adds key bytes and per-entry overhead",
+    }
+
+
+def main() -> None:
+    """Start a private broker, run the three measurements, print and write the results."""
+    sizes = state_size()
+    with tempfile.TemporaryDirectory(prefix="riskstream-bench-") as run_dir:
+        settings = load_settings(
+            overrides={
+                "paths": {"run_dir": run_dir},
+                "kafka": {"port": free_port(), "controller_port": free_port()},
+                "checkpoint": {"interval_ms": 10_000},
+            },
+            environ={},
+        )
+        jars.ensure_jars(settings)
+        broker = LocalKafka(settings)
+        broker.start()
+        try:
+            tput = throughput(settings)
+            lat = latency(settings)
+        finally:
+            broker.stop()
+    result = {
+        "figures": {
+            "events_per_s": tput["events_per_s"],
+            "p50_ms": lat["p50_ms"],
+            "p99_ms": lat["p99_ms"],
+            "bytes_per_card": sizes["bytes_per_card"],
+        },
+        "target": TARGETS,
+        "runs": {"throughput": tput, "latency": lat, "state": sizes},
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    rows = [
+        ("sustained events/s (ingest + features)", tput["events_per_s"], TARGETS["events_per_s"]),
+        (f"p50 added latency ms @ {lat['rate_per_s_achieved']}/s", lat["p50_ms"], "-"),
+        (
+            f"p99 added latency ms @ {lat['rate_per_s_achieved']}/s",
+            lat["p99_ms"],
+            TARGETS["p99_ms"],
+        ),
+        ("end-to-end p99 ms (to a consumer)", lat["end_to_end_p99_ms"], "-"),
+        ("state bytes per card (30 d, 2/day)", sizes["bytes_per_card"], "-"),
+    ]
+    print(f"{'measure':<45} {'value':>12} {'target':>8}")
+    for name, value, target in rows:
+        print(f"{name:<45} {value:>12} {target!s:>8}")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
