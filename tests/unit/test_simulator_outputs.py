@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -148,3 +150,15 @@ def test_flags_override_config(tmp_path: Path) -> None:
     assert manifest["seed"] == 5
     assert manifest["run"] == "h5"
     assert DELIVERY_CODE["malformed"] == len(MALFORMED_KINDS)  # kinds table is complete
+
+
+def test_schemas_and_simulator_never_import_pyflink() -> None:
+    code = (
+        "import sys, schemas, schemas.validation, training.simulator.generate, "
+        "training.simulator.writers, training.simulator.kafka_sink, riskstream.cli.simulate_cmd; "
+        "print(any(m.split('.')[0] == 'pyflink' for m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, text=True
+    )
+    assert result.stdout.strip() == "False"
