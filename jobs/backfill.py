@@ -39,6 +39,7 @@ from jobs import features as features_job
 from riskstream.config import Settings, with_overrides
 from riskstream.errors import JobError
 from riskstream.flink_env import create_env
+from riskstream.infra.process import free_port
 from udfs.backfill_ops import PROGRESS_DIR, FeatureParquetWriter, StagedTimestamps, staged_payload
 from udfs.history import ROLES, FileProblem, StagedInput, describe, origins_of, role_dir, stage_role
 
@@ -213,7 +214,10 @@ def run(
         f"{time.monotonic() - started:.1f} s"
     )
     # No restarts: the Parquet writer is not tied to checkpoints; a failed backfill is rerun.
-    job_settings = with_overrides(settings, checkpoint={"restart_attempts": 0})
+    # Its own free REST port, so a backfill runs next to `riskstream run` and other backfills.
+    job_settings = with_overrides(
+        settings, checkpoint={"restart_attempts": 0}, flink={"local_rest_port": free_port()}
+    )
     env = create_backfill_env(job_settings)
     build(env, staged, output, job_settings)
     job_started = time.monotonic()
