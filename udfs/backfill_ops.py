@@ -21,7 +21,7 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import ProcessFunction, RuntimeContext
 
 from udfs.feature_table import parse_json_records, to_table
-from udfs.history import SEPARATOR, parse_staged
+from udfs.history import SEPARATOR, parse_staged, payload_time
 
 PROGRESS_DIR = "_progress"
 PROGRESS_EVERY_ROWS = 5_000
@@ -79,6 +79,7 @@ class FeatureParquetWriter(ProcessFunction):  # type: ignore[misc]
         """Buffer one record; write a file when the buffer is full."""
         self._buffer.append(value)
         self._rows += 1
+        self._max_event_time = max(self._max_event_time, payload_time(value) or -1)
         if len(self._buffer) >= self.rows_per_file:
             self._flush()
         elif self._rows % PROGRESS_EVERY_ROWS == 0:
@@ -98,9 +99,6 @@ class FeatureParquetWriter(ProcessFunction):  # type: ignore[misc]
         name = f"part-{self._tag}-{self._files:05d}.parquet"
         pq.write_table(table, Path(self.directory) / name)
         self._files += 1
-        times = table.column("event_time")
-        if len(times):
-            self._max_event_time = max(self._max_event_time, int(max(times.to_pylist())))
         self._buffer = []
         self._progress(done=False)
 

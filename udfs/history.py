@@ -106,7 +106,12 @@ def data_files(directory: Path) -> list[Path]:
     )
 
 
-def _payload_time(payload: str) -> int | None:
+def payload_time(payload: str | bytes) -> int | None:
+    """The ``event_time`` of a JSON document, or ``None`` if it has no integer one.
+
+    >>> payload_time('{"event_id": "a", "event_time": 5}'), payload_time("oops")
+    (5, None)
+    """
     try:
         return _TIME_DECODER.decode(payload).event_time
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -135,7 +140,7 @@ def _jsonl_records(path: Path) -> Iterator[_Record]:
             payload = line.rstrip("\n").rstrip("\r")
             if not payload.strip():
                 continue
-            yield _Record(_payload_time(payload), f"{path}:{row}", payload)
+            yield _Record(payload_time(payload), f"{path}:{row}", payload)
 
 
 def _archive_records(path: Path) -> Iterator[tuple[int, int, int, _Record]]:
