@@ -1,0 +1,148 @@
+"""The evaluation report: ranking, Card Precision@k, decision thresholds and calibration.
+
+Metrics are computed on the time split's test set only (see :mod:`training.split`). Card
+Precision@k follows the Handbook: per test day, each card's score is its highest score that day and
+the card is fraudulent if any of its payments that day is; precision among the day's k
+highest-scored cards is averaged over the test days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+CP_K = 100
+RELIABILITY_BINS = 10
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds on the ensemble probability: block >= block, step_up >= step_up."""
+
+    step_up: float
+    block: float
+
+    def to_dict(self) -> dict[str, float]:
+        """The thresholds as the model card stores them."""
+        return {"step_up": self.step_up, "block": self.block}
+
+    def decide(self, p: F64) -> npt.NDArray[np.object_]:
+        """approve / step_up / block for each probability."""
+        out = np.full(len(p), "approve", dtype=object)
+        out[p >= self.step_up] = "step_up"
+        out[p >= self.block] = "block"
+        return out
+
+
+def choose_thresholds(scores: F64, block_rate: float, step_up_rate: float) -> Thresholds:
+    """Thresholds that block the top ``block_rate`` share and step up the next ``step_up_rate``.
+
+    Chosen on training (out-of-fold) scores, never on the test set.
+
+    >>> t = choose_thresholds(np.linspace(0.0, 1.0, 1001), 0.01, 0.04)
+    >>> round(t.step_up, 3), round(t.block, 3)
+    (0.95, 0.99)
+    """
+    block = float(np.quantile(scores, 1.0 - block_rate))
+    step_up = float(np.quantile(scores, 1.0 - block_rate - step_up_rate))
+    return Thresholds(step_up=min(step_up, block), block=block)
+
+
+def card_precision_at_k(
+    frame: pd.DataFrame, scores: F64, day: npt.NDArray[np.int64], k: int = CP_K
+) -> float:
+    """Mean over days of the fraud share among the day's ``k`` highest-scored cards."""
+    cards = pd.DataFrame(
+        {"day": day, "card": frame["card_id"].to_numpy(), "y": frame["label"].to_numpy()}
+    )
+    cards["score"] = scores
+    per_card = cards.groupby(["day", "card"], sort=False).agg(
+        score=("score", "max"), y=("y", "max")
+    )
+    precisions = []
+    for _, group in per_card.groupby(level="day"):
+        top = group.sort_values("score", ascending=False, kind="stable").head(k)
+        precisions.append(float(top["y"].sum()) / k)
+    return float(np.mean(precisions)) if precisions else 0.0
+
+
+def at_threshold(y: npt.NDArray[np.int64], scores: F64, threshold: float) -> dict[str, float]:
+    """Share flagged, precision and recall of ``score >= threshold``."""
+    flagged = scores >= threshold
+    hits = int((flagged & (y == 1)).sum())
+    return {
+        "threshold": threshold,
+        "flagged_share": float(flagged.mean()) if len(y) else 0.0,
+        "precision": hits / int(flagged.sum()) if flagged.any() else 0.0,
+        "recall": hits / int(y.sum()) if y.any() else 0.0,
+    }
+
+
+def calibration(y: npt.NDArray[np.int64], p: F64, bins: int = RELIABILITY_BINS) -> dict[str, Any]:
+    """Brier score and a reliability table (equal-width probability bins, empty bins omitted)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            table.append(
+                {
+                    "bin": [float(edges[b]), float(edges[b + 1])],
+                    "count": int(mask.sum()),
+                    "mean_predicted": float(p[mask].mean()),
+                    "fraud_rate": float(y[mask].mean()),
+                }
+            )
+    return {"brier": float(brier_score_loss(y, p)), "reliability": table}
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    scores: F64,
+    day: npt.NDArray[np.int64],
+    thresholds: Thresholds | None,
+    probabilistic: bool,
+) -> dict[str, Any]:
+    """Every metric of one model's test scores."""
+    y = frame["label"].to_numpy().astype(np.int64)
+    report: dict[str, Any] = {
+        "auc_roc": float(roc_auc_score(y, scores)),
+        "average_precision": float(average_precision_score(y, scores)),
+        "cp_at_100": card_precision_at_k(frame, scores, day),
+    }
+    if thresholds is not None:
+        report["thresholds"] = {
+            "step_up": at_threshold(y, scores, thresholds.step_up),
+            "block": at_threshold(y, scores, thresholds.block),
+        }
+    if probabilistic:
+        report["calibration"] = calibration(y, scores)
+    return report
+
+
+def table(
+    metrics: Mapping[str, Mapping[str, Any]], reference: Sequence[tuple[str, float, float, float]]
+) -> str:
+    """A Markdown table: our models' AUC ROC, AP, CP@100 (and Brier), then reference rows."""
+    lines = [
+        "| model | AUC ROC | AP | CP@100 | Brier |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, m in metrics.items():
+        brier = m.get("calibration", {}).get("brier")
+        brier_text = f"{brier:.4f}" if brier is not None else "-"
+        lines.append(
+            f"| {name} | {m['auc_roc']:.3f} | {m['average_precision']:.3f} | "
+            f"{m['cp_at_100']:.3f} | {brier_text} |"
+        )
+    for name, auc, ap, cp in reference:
+        lines.append(f"| {name} | {auc:.3f} | {ap:.3f} | {cp:.3f} | - |")
+    return "\n".join(lines)
