@@ -17,7 +17,6 @@ every revision and the offline computation are bit-identical.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field, replace
 
 from riskstream.errors import ConfigError
@@ -30,7 +29,6 @@ KEY_KINDS = (KEY_MERCHANT, KEY_MCC, KEY_GLOBAL)
 GLOBAL_KEY = "all"
 AMOUNT_SCALE = 100
 SCORE_SCALE = 10**12
-PICKLE_PROTOCOL = 5
 
 WindowId = tuple[str, str, int]
 """(key kind, key, window start) names one window."""
@@ -271,11 +269,11 @@ class KeyWindows:
             self.spec.key_kind, self.key, start, end, window.revision, window.totals
         )
 
-    def to_bytes(self) -> bytes | None:
-        """The state blob (``None`` when no window is open, so the state can be cleared)."""
-        return pickle.dumps(self.windows, PICKLE_PROTOCOL) if self.windows else None
+    def snapshot(self) -> dict[int, WindowState] | None:
+        """The state to store (``None`` when no window is open, so the state can be cleared)."""
+        return dict(self.windows) if self.windows else None
 
-    def load(self, blob: bytes | None) -> KeyWindows:
-        """Replace the open windows with those of ``blob`` (our own state, written by us)."""
-        self.windows = pickle.loads(blob) if blob else {}
+    def load(self, windows: dict[int, WindowState] | None) -> KeyWindows:
+        """Replace the open windows with a stored snapshot."""
+        self.windows = dict(windows) if windows else {}
         return self

@@ -1,0 +1,158 @@
+"""Windowed analytics: per-merchant minutes, per-MCC hours and global minutes, with revisions.
+
+``attach(scored, sinks, settings)`` adds the windows to any stream of
+:class:`udfs.analytics.records.ScoredPayment` records that carries event-time timestamps and
+watermarks (the scoring job calls it on its scored stream)::
+
+    scored -> key by merchant -> MerchantStage (dedup, too-late?, merchant windows)
+           -> key by "<kind>|<key>" -> ViewStage (MCC-hour and global-minute windows)
+    window results (both stages) -> analytics topic      (WindowAnalytics JSON, revisioned)
+    too-late payments            -> late-events topic    (how late, which window)
+
+The standalone job (``riskstream run --job analytics``) reads the transactions topic with the
+feature job's source, watermarks (per partition, with idleness) and validator, and counts every
+payment as unscored (``decision=None, score=None``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors.kafka import KafkaSink, KafkaSource
+
+from jobs import features
+from riskstream.config import Settings, load_settings, with_overrides
+from riskstream.errors import JobError
+from riskstream.flink_env import create_env
+from udfs.analytics.records import unscored
+from udfs.analytics.stages import (
+    LATE_TAG,
+    RESULTS_TAG,
+    MerchantStage,
+    ViewStage,
+    merchant_key,
+    routed_key,
+)
+from udfs.analytics.windows import WindowParams
+from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
+
+JOB_NAME = "riskstream-analytics"
+
+
+@dataclass(frozen=True)
+class AnalyticsSinks:
+    """Where window results and too-late payments go; the standalone job also dead-letters."""
+
+    analytics: KafkaSink
+    late_events: KafkaSink
+    dead_letter: KafkaSink | None = None
+
+
+def window_params(settings: Settings) -> WindowParams:
+    """The pure logic's parameters from the ``analytics`` settings."""
+    a = settings.analytics
+    return WindowParams(
+        merchant_window_ms=a.merchant_window_ms,
+        mcc_window_ms=a.mcc_window_ms,
+        global_window_ms=a.global_window_ms,
+        allowed_lateness_ms=a.allowed_lateness_ms,
+    )
+
+
+def attach(scored: DataStream, sinks: AnalyticsSinks, settings: Settings) -> DataStream:
+    """Add the three window views to ``scored`` (ScoredPayment records with event timestamps).
+
+    Returns the window-results stream (JSON strings), which is also written to ``sinks.analytics``.
+    """
+    params, source = window_params(settings), settings.analytics.source
+    merchants = (
+        scored.key_by(merchant_key, Types.STRING())
+        .process(MerchantStage(params, source), output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("analytics-merchant-windows")
+        .name("merchant windows")
+    )
+    views = (
+        merchants.key_by(routed_key, Types.STRING())
+        .process(ViewStage(params, source), output_type=Types.STRING())
+        .uid("analytics-view-windows")
+        .name("mcc and global windows")
+    )
+    results = merchants.get_side_output(RESULTS_TAG).union(views.get_side_output(RESULTS_TAG))
+    late = merchants.get_side_output(LATE_TAG).union(views.get_side_output(LATE_TAG))
+    results.sink_to(sinks.analytics).uid("analytics-results-sink").name("analytics sink")
+    late.sink_to(sinks.late_events).uid("analytics-late-events-sink").name("late-events sink")
+    return results
+
+
+def build(
+    env: StreamExecutionEnvironment,
+    source: KafkaSource,
+    sinks: AnalyticsSinks,
+    settings: Settings,
+) -> DataStream:
+    """Standalone graph: transactions -> validate (dead letters) -> unscored payments -> windows."""
+    if sinks.dead_letter is None:
+        raise JobError("the standalone analytics job needs a dead-letter sink")
+    raw = env.from_source(source, features.watermarks(settings), "analytics-transactions").uid(
+        "analytics-transactions-source"
+    )
+    validate = ValidateRecords(
+        "transaction",
+        settings.kafka.topic("transactions"),
+        settings.analytics.source,
+        settings.features.max_future_skew_ms,
+    )
+    transactions = (
+        raw.process(validate, output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("analytics-validate")
+        .name("validate transactions")
+    )
+    transactions.get_side_output(DEAD_LETTER_TAG).sink_to(sinks.dead_letter).uid(
+        "analytics-dead-letter-sink"
+    ).name("dead letters")
+    scored = (
+        transactions.map(unscored, output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("analytics-unscored")
+        .name("as unscored payments")
+    )
+    return attach(scored, sinks, settings)
+
+
+def kafka_source(settings: Settings, bounded: bool = False) -> KafkaSource:
+    """The feature job's transactions source, under the analytics consumer group."""
+    own_group = with_overrides(settings, features={"group_id": settings.analytics.group_id})
+    return features.kafka_source(own_group, "transactions", bounded)
+
+
+def kafka_sinks(settings: Settings) -> AnalyticsSinks:
+    """At-least-once sinks to the analytics, late-events and dead-letter topics."""
+    return AnalyticsSinks(
+        analytics=features.kafka_sink(settings, "analytics"),
+        late_events=features.kafka_sink(settings, "late_events"),
+        dead_letter=features.kafka_sink(settings, "dead_letter"),
+    )
+
+
+def main(settings: Settings, bounded: bool = False) -> None:
+    """Build and run the standalone job (mini-cluster or ``flink run``)."""
+    env = create_env(settings)
+    build(env, kafka_source(settings, bounded), kafka_sinks(settings), settings)
+    env.execute(JOB_NAME)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Entry of ``flink run -py jobs/analytics.py`` (``riskstream run --target cluster``)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
+    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
+    args = parser.parse_args(argv)
+    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])
