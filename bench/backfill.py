@@ -112,6 +112,7 @@ def _settings(run_dir: Path) -> Settings:
 def measure(events: int) -> dict[str, Any]:
     """Run both computations over the same simulated files."""
     work = Path(tempfile.mkdtemp(prefix="riskstream-bench-backfill-"))
+    load_before = os.getloadavg()[0]
     try:
         manifest = simulate(work / "sim", events)
         settings = _settings(work / "run")
@@ -121,6 +122,7 @@ def measure(events: int) -> dict[str, Any]:
         ref_payments, ref_s = reference(work / "sim", params)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()[0]
     payments = result.feature_rows
     backfill_rate = payments / result.elapsed_s
     ref_rate = ref_payments / ref_s
@@ -148,6 +150,7 @@ def measure(events: int) -> dict[str, Any]:
             "execution_mode": settings.flink.execution_mode,
             "state_backend": settings.checkpoint.state_backend,
             "cpus": os.cpu_count(),
+            "load_average_1min_before_after": [round(load_before, 1), round(load_after, 1)],
             "python": platform.python_version(),
             "machine": platform.machine(),
             "notes": "backfill_s = staging (Parquet -> lines) + Flink job incl. mini-cluster "
