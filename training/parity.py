@@ -12,7 +12,9 @@ rows of one event. Rows sharing a match key are paired in sorted order. Compared
 Not compared, and why: ``computed_time`` and ``watermark_lag_ms`` are wall-clock readings of the
 run; ``late`` depends on when the periodic watermark (every 200 ms of processing time) reached the
 operator, which differs between any two runs that read at different speeds. Their disagreements
-are counted in the summary as information. Rows present on one side only are mismatches.
+are counted in the summary as information. Rows present on one side only are mismatches. Rows
+identical in every column (including ``computed_time``) are one record delivered twice by an
+at-least-once sink: one copy is kept and the copies are counted.
 """
 
 from __future__ import annotations
@@ -106,9 +108,12 @@ def _keyed(frame: pd.DataFrame) -> dict[tuple[str, bool], list[dict[str, Any]]]:
 
 def compare(live: pd.DataFrame, backfill: pd.DataFrame) -> ParityReport:
     """Compare two feature tables row by row (see the module docstring for the rules)."""
-    live_groups, backfill_groups = _keyed(live), _keyed(backfill)
-    mismatches: list[Mismatch] = []
     info = dict.fromkeys(INFO_COLUMNS, 0)
+    unique_live, unique_backfill = live.drop_duplicates(), backfill.drop_duplicates()
+    info["identical_copies_dropped_live"] = len(live) - len(unique_live)
+    info["identical_copies_dropped_backfill"] = len(backfill) - len(unique_backfill)
+    live_groups, backfill_groups = _keyed(unique_live), _keyed(unique_backfill)
+    mismatches: list[Mismatch] = []
     matched = 0
     for key in sorted(live_groups.keys() | backfill_groups.keys()):
         left, right = live_groups.get(key, []), backfill_groups.get(key, [])

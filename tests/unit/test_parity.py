@@ -49,7 +49,15 @@ def test_equal_tables_pass_and_wall_clock_columns_are_ignored() -> None:
     report = compare(live, backfill)
     assert report.ok
     assert report.matched_rows == 3
-    assert report.info_differences == {"late": 1}
+    assert report.info_differences["late"] == 1
+
+
+def test_identical_copies_from_an_at_least_once_sink_are_counted_not_mismatched() -> None:
+    live = _frame()
+    live = pd.concat([live, live.iloc[[1]]], ignore_index=True)
+    report = compare(live, _frame())
+    assert report.ok
+    assert report.info_differences["identical_copies_dropped_live"] == 1
 
 
 def test_float_tolerance_is_relative_1e9() -> None:
