@@ -7,6 +7,8 @@ where the feature includes the current payment (the windowed counts, sums and me
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import msgspec
 
 from schemas.feature_set import MISSING, MS_PER_DAY, MS_PER_HOUR, PAYMENT_FEATURES, Key
@@ -19,6 +21,8 @@ MIN_SPEED_INTERVAL_S = 60.0
 """Implied speed uses at least this interval, so same-second payments are not infinitely fast."""
 SECONDS_PER_HOUR = 3600.0
 NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.CARD)
+PROFILE_PRUNE_MS = MS_PER_HOUR
+"""Profiles and dedup ids are pruned when the card's clock enters a new bucket of this size."""
 
 
 class CardState(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -27,6 +31,7 @@ class CardState(msgspec.Struct, array_like=True, omit_defaults=True):
     clock: int = 0
     """Latest event time seen for the card; pruning is relative to it (never wall time)."""
     times: list[int] = msgspec.field(default_factory=list)
+    """Event times of the retained payments, sorted (ties in arrival order)."""
     amounts: list[float] = msgspec.field(default_factory=list)
     cp_times: list[int] = msgspec.field(default_factory=list)
     cp_lats: list[float] = msgspec.field(default_factory=list)
@@ -61,30 +66,23 @@ def is_duplicate(state: CardState, tx: TransactionLike) -> bool:
 def values(state: CardState, tx: TransactionLike, include_current: bool = True) -> list[float]:
     """The card features of ``tx`` in :data:`NAMES` order, as of ``tx.event_time``.
 
-    ``include_current=False`` is used for duplicates: the original is already in the state.
+    The lists are sorted by event time (ties in arrival order), so every window is two bisections
+    and a slice sum. ``include_current=False`` is for duplicates (the original is in the state).
     """
     t = tx.event_time
-    counts = [0, 0, 0, 0]
-    sums = [0.0, 0.0, 0.0, 0.0]
-    prev = -1
-    for ti, amount in zip(state.times, state.amounts, strict=True):
-        if ti > t:
-            continue
-        prev = max(prev, ti)
-        age = t - ti
-        for j, length in enumerate(WINDOWS_MS):
-            if age < length:
-                counts[j] += 1
-                sums[j] += amount
-    if include_current:
-        counts = [c + 1 for c in counts]
-        sums = [s + tx.amount for s in sums]
+    times, amounts = state.times, state.amounts
+    end = bisect_right(times, t)
+    current = 1 if include_current else 0
+    current_amount = tx.amount if include_current else 0.0
     out: list[float] = []
-    for count, total in zip(counts, sums, strict=True):
+    for length in WINDOWS_MS:
+        start = bisect_right(times, t - length, 0, end)
+        count = end - start + current
+        total = sum(amounts[start:end]) + current_amount
         out += [float(count), total, total / count if count else MISSING]
     mean_30d = out[-1]
     out.append(tx.amount / mean_30d if mean_30d > 0 else MISSING)
-    out.append((t - prev) / 1000.0 if prev >= 0 else MISSING)
+    out.append((t - times[end - 1]) / 1000.0 if end else MISSING)
     out += _location_values(state, tx)
     out.append(_is_new(state.mccs, tx.mcc, t))
     out.append(0.0 if tx.device_id is None else _is_new(state.devices, tx.device_id, t))
@@ -94,22 +92,20 @@ def values(state: CardState, tx: TransactionLike, include_current: bool = True) 
 def _location_values(state: CardState, tx: TransactionLike) -> list[float]:
     """km and km/h from the previous card-present payment, km from the usual location."""
     t = tx.event_time
-    prev_t, prev_lat, prev_lon = -1, 0.0, 0.0
-    n, lat_sum, lon_sum = 0, 0.0, 0.0
-    for ti, lat, lon in zip(state.cp_times, state.cp_lats, state.cp_lons, strict=True):
-        if ti > t:
-            continue
-        if ti >= prev_t:
-            prev_t, prev_lat, prev_lon = ti, lat, lon
-        if t - ti < LONGEST_WINDOW_MS:
-            n, lat_sum, lon_sum = n + 1, lat_sum + lat, lon_sum + lon
+    cp_times = state.cp_times
+    end = bisect_right(cp_times, t)
+    start = bisect_right(cp_times, t - LONGEST_WINDOW_MS, 0, end)
     km_prev = kmh_prev = km_usual = MISSING
-    if prev_t >= 0 and tx.channel == CARD_PRESENT:
-        km_prev = haversine_km(prev_lat, prev_lon, tx.latitude, tx.longitude)
-        hours = max((t - prev_t) / 1000.0, MIN_SPEED_INTERVAL_S) / SECONDS_PER_HOUR
+    if end and tx.channel == CARD_PRESENT:
+        prev = end - 1  # the latest earlier-or-equal one; among equal times the last to arrive
+        km_prev = haversine_km(state.cp_lats[prev], state.cp_lons[prev], tx.latitude, tx.longitude)
+        hours = max((t - cp_times[prev]) / 1000.0, MIN_SPEED_INTERVAL_S) / SECONDS_PER_HOUR
         kmh_prev = km_prev / hours
+    n = end - start
     if n:
-        km_usual = haversine_km(lat_sum / n, lon_sum / n, tx.latitude, tx.longitude)
+        lat = sum(state.cp_lats[start:end]) / n
+        lon = sum(state.cp_lons[start:end]) / n
+        km_usual = haversine_km(lat, lon, tx.latitude, tx.longitude)
     return [km_prev, kmh_prev, km_usual]
 
 
@@ -129,32 +125,42 @@ def _remember(seen: dict[str, list[int]], value: str, t: int) -> None:
 def add(state: CardState, tx: TransactionLike, params: FeatureParams) -> None:
     """Add a (non-duplicate) payment to the state, then evict what no future event can need."""
     t = tx.event_time
-    state.times.append(t)
-    state.amounts.append(tx.amount)
+    i = bisect_right(state.times, t)
+    state.times.insert(i, t)
+    state.amounts.insert(i, tx.amount)
     if tx.channel == CARD_PRESENT:
-        state.cp_times.append(t)
-        state.cp_lats.append(tx.latitude)
-        state.cp_lons.append(tx.longitude)
+        j = bisect_right(state.cp_times, t)
+        state.cp_times.insert(j, t)
+        state.cp_lats.insert(j, tx.latitude)
+        state.cp_lons.insert(j, tx.longitude)
     _remember(state.mccs, tx.mcc, t)
     if tx.device_id is not None:
         _remember(state.devices, tx.device_id, t)
     state.ids[tx.event_id] = t
-    state.clock = max(state.clock, t)
-    prune(state, params)
+    old_clock = state.clock
+    state.clock = max(old_clock, t)
+    prune(state, params, full=state.clock // PROFILE_PRUNE_MS != old_clock // PROFILE_PRUNE_MS)
 
 
-def prune(state: CardState, params: FeatureParams) -> None:
-    """Evict by event time relative to the card's clock (a replay prunes exactly like live)."""
+def prune(state: CardState, params: FeatureParams, full: bool = True) -> None:
+    """Evict by event time relative to the card's clock (a replay prunes exactly like live).
+
+    Window history is pruned on every call (a bisection); the MCC/device profiles and the dedup
+    ids only when ``full`` (the job passes it when the clock enters a new hour), so an id or a
+    profile entry may outlive its horizon by up to an hour.
+    """
     horizon = state.clock - LONGEST_WINDOW_MS - params.allowed_lateness_ms
-    if state.times and min(state.times) <= horizon:
-        keep = [i for i, ti in enumerate(state.times) if ti > horizon]
-        state.times = [state.times[i] for i in keep]
-        state.amounts = [state.amounts[i] for i in keep]
-    if state.cp_times and min(state.cp_times) <= horizon:
-        keep = [i for i, ti in enumerate(state.cp_times) if ti > horizon]
-        state.cp_times = [state.cp_times[i] for i in keep]
-        state.cp_lats = [state.cp_lats[i] for i in keep]
-        state.cp_lons = [state.cp_lons[i] for i in keep]
+    k = bisect_right(state.times, horizon)
+    if k:
+        del state.times[:k]
+        del state.amounts[:k]
+    k = bisect_right(state.cp_times, horizon)
+    if k:
+        del state.cp_times[:k]
+        del state.cp_lats[:k]
+        del state.cp_lons[:k]
+    if not full:
+        return
     profile_horizon = state.clock - params.profile_retention_ms
     for seen in (state.mccs, state.devices):
         for value in [v for v, (_, last) in seen.items() if last <= profile_horizon]:

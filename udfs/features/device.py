@@ -7,6 +7,8 @@ became known) and that arrive after the label.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import msgspec
 
 from schemas.feature_set import MS_PER_DAY, PAYMENT_FEATURES, Key
@@ -24,6 +26,7 @@ class DeviceState(msgspec.Struct, array_like=True, omit_defaults=True):
 
     clock: int = 0
     times: list[int] = msgspec.field(default_factory=list)
+    """Event times of recent payments, sorted; ``cards`` holds their card ids."""
     cards: list[str] = msgspec.field(default_factory=list)
     fraud_since: int | None = None
     """Earliest ``event_time`` of a fraud label on a payment made with this device."""
@@ -44,9 +47,11 @@ def decode(blob: bytes | None) -> DeviceState:
 
 
 def values(state: DeviceState, tx: TransactionLike, include_current: bool = True) -> list[float]:
-    """The device features of ``tx`` in :data:`NAMES` order."""
+    """The device features of ``tx`` in :data:`NAMES` order (entries are sorted by time)."""
     t = tx.event_time
-    cards = {c for ti, c in zip(state.times, state.cards, strict=True) if 0 <= t - ti < MS_PER_DAY}
+    end = bisect_right(state.times, t)
+    start = bisect_right(state.times, t - DISTINCT_WINDOW_MS, 0, end)
+    cards = set(state.cards[start:end])
     if include_current:
         cards.add(tx.card_id)
     fraud = state.fraud_since is not None and state.fraud_since < t
@@ -55,14 +60,15 @@ def values(state: DeviceState, tx: TransactionLike, include_current: bool = True
 
 def add(state: DeviceState, tx: TransactionLike, params: FeatureParams) -> None:
     """Add a non-duplicate payment and evict entries no future on-time event can need."""
-    state.times.append(tx.event_time)
-    state.cards.append(tx.card_id)
+    i = bisect_right(state.times, tx.event_time)
+    state.times.insert(i, tx.event_time)
+    state.cards.insert(i, tx.card_id)
     state.clock = max(state.clock, tx.event_time)
     horizon = state.clock - DISTINCT_WINDOW_MS - params.allowed_lateness_ms
-    if min(state.times) <= horizon:
-        keep = [i for i, ti in enumerate(state.times) if ti > horizon]
-        state.times = [state.times[i] for i in keep]
-        state.cards = [state.cards[i] for i in keep]
+    k = bisect_right(state.times, horizon)
+    if k:
+        del state.times[:k]
+        del state.cards[:k]
 
 
 def process(

@@ -7,6 +7,8 @@ the share of the window's payments whose fraud label arrived before the event an
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import msgspec
 
 from schemas.feature_set import LABEL_DELAY_MS, MS_PER_DAY, PAYMENT_FEATURES, Key
@@ -23,6 +25,7 @@ class TerminalState(msgspec.Struct, array_like=True, omit_defaults=True):
 
     clock: int = 0
     times: list[int] = msgspec.field(default_factory=list)
+    """Event times of the retained payments, sorted."""
     frauds: dict[str, list[int]] = msgspec.field(default_factory=dict)
     """Transaction id -> [transaction time, earliest fraud label time]."""
 
@@ -44,20 +47,17 @@ def decode(blob: bytes | None) -> TerminalState:
 def values(state: TerminalState, tx: TransactionLike) -> list[float]:
     """The terminal features of ``tx`` in :data:`NAMES` order (the current payment never counts)."""
     t = tx.event_time
-    end = t - LABEL_DELAY_MS
-    counts = [0, 0, 0]
-    for ti in state.times:
-        age = end - ti
-        for j, length in enumerate(WINDOWS_MS):
-            if 0 <= age < length:
-                counts[j] += 1
+    window_end = t - LABEL_DELAY_MS
+    times = state.times
+    end = bisect_right(times, window_end)
+    counts = [end - bisect_right(times, window_end - length, 0, end) for length in WINDOWS_MS]
     frauds = [0, 0, 0]
     for tx_time, label_time in state.frauds.values():
-        age = end - tx_time
-        if label_time >= t:
+        age = window_end - tx_time
+        if label_time >= t or age < 0:
             continue
         for j, length in enumerate(WINDOWS_MS):
-            if 0 <= age < length:
+            if age < length:
                 frauds[j] += 1
     out: list[float] = []
     for count, fraud in zip(counts, frauds, strict=True):
@@ -67,7 +67,7 @@ def values(state: TerminalState, tx: TransactionLike) -> list[float]:
 
 def add(state: TerminalState, tx: TransactionLike, params: FeatureParams) -> None:
     """Add a non-duplicate payment and evict by event time."""
-    state.times.append(tx.event_time)
+    state.times.insert(bisect_right(state.times, tx.event_time), tx.event_time)
     state.clock = max(state.clock, tx.event_time)
     prune(state, params)
 
@@ -75,10 +75,12 @@ def add(state: TerminalState, tx: TransactionLike, params: FeatureParams) -> Non
 def prune(state: TerminalState, params: FeatureParams) -> None:
     """Drop payments and labels older than the longest delayed window plus the lateness."""
     horizon = state.clock - RETENTION_MS - params.allowed_lateness_ms
-    if state.times and min(state.times) <= horizon:
-        state.times = [ti for ti in state.times if ti > horizon]
-    for tx_id in [k for k, (tx_time, _) in state.frauds.items() if tx_time <= horizon]:
-        del state.frauds[tx_id]
+    k = bisect_right(state.times, horizon)
+    if k:
+        del state.times[:k]
+    if state.frauds:
+        for tx_id in [i for i, (tx_time, _) in state.frauds.items() if tx_time <= horizon]:
+            del state.frauds[tx_id]
 
 
 def process(
