@@ -24,6 +24,7 @@ from riskstream.infra.cluster import LocalCluster
 
 JOBS = {
     "skeleton": "jobs.skeleton",
+    "features": "jobs.features",
     "analytics": "jobs.analytics",
 }
 TARGETS = ("local", "cluster")
