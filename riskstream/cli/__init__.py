@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "riskstream.cli.cluster_cmd",
     "riskstream.cli.run_cmd",
     "riskstream.cli.simulate_cmd",
+    "riskstream.cli.analytics_cmd",
     "riskstream.cli.backfill_cmd",
 )
 EXIT_USER_ERROR = 2

@@ -1,0 +1,139 @@
+"""``riskstream analytics tail``: current windows from the analytics topic, newest revision only.
+
+Reads the analytics topic from the beginning to its current end, keeps the highest revision of
+every window (what any consumer of the topic must do: a higher revision supersedes the earlier
+results of its window) and prints the most recent windows of one merchant, one MCC or the global
+view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from riskstream.config import Settings
+from riskstream.errors import ServiceError
+from schemas.records import WindowAnalytics
+
+DEFAULT_LAST = 20
+POLL_S = 0.5
+READ_TIMEOUT_S = 30.0
+MS_PER_S = 1000
+HEADER = (
+    f"{'window start (UTC)':<20} {'kind':<8} {'key':<14} {'rev':>3} {'tx':>6} {'amount':>12} "
+    f"{'approve':>7} {'step_up':>7} {'block':>5} {'unscored':>8} {'mean_score':>10}"
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``analytics tail``."""
+    parser = subparsers.add_parser("analytics", help="windowed analytics (analytics topic)")
+    commands = parser.add_subparsers(dest="analytics_command", required=True, metavar="COMMAND")
+    tail = commands.add_parser(
+        "tail",
+        help="print the current windows of a merchant, an MCC or the global view",
+        description="Read the analytics topic to its end and print the newest revision of the "
+        "most recent windows. Default: the global per-minute view.",
+    )
+    which = tail.add_mutually_exclusive_group()
+    which.add_argument("--merchant", metavar="M", help="per-minute windows of merchant M")
+    which.add_argument("--mcc", metavar="CODE", help="per-hour windows of merchant category CODE")
+    which.add_argument(
+        "--global", dest="global_view", action="store_true", help="global per-minute windows"
+    )
+    tail.add_argument(
+        "--last", type=int, default=DEFAULT_LAST, metavar="N", help="the N most recent windows"
+    )
+    tail.set_defaults(handler=_tail)
+
+
+def selection(args: argparse.Namespace) -> tuple[str, str]:
+    """The (key kind, key) the flags ask for."""
+    if args.merchant:
+        return "merchant", args.merchant
+    if args.mcc:
+        return "mcc", args.mcc
+    return "global", "all"
+
+
+def current_windows(
+    records: Iterable[WindowAnalytics], key_kind: str, key: str, last: int
+) -> list[WindowAnalytics]:
+    """Newest revision of the ``last`` most recent windows of one key, oldest first."""
+    from udfs.analytics.encode import latest_revisions
+
+    chosen = [r for r in records if (r.key_kind, r.key) == (key_kind, key)]
+    latest = sorted(latest_revisions(chosen).values(), key=lambda r: r.window_start)
+    return latest[-last:] if last > 0 else []
+
+
+def format_row(r: WindowAnalytics) -> str:
+    """One window as a table row."""
+    start = datetime.fromtimestamp(r.window_start / MS_PER_S, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    d = r.decisions
+    unscored = r.transactions - d.approve - d.step_up - d.block
+    mean = "-" if r.mean_score is None else f"{r.mean_score:.4f}"
+    return (
+        f"{start:<20} {r.key_kind:<8} {r.key:<14} {r.revision:>3} {r.transactions:>6} "
+        f"{r.amount_sum:>12.2f} {d.approve:>7} {d.step_up:>7} {d.block:>5} {unscored:>8} "
+        f"{mean:>10}"
+    )
+
+
+def read_analytics(settings: Settings) -> list[WindowAnalytics]:
+    """Every record of the analytics topic, from the beginning to the current end offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from udfs.analytics.encode import decode_window
+
+    topic = settings.kafka.topic("analytics")
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"riskstream-analytics-tail-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise ServiceError(f"topic {topic!r} not found at {settings.kafka.bootstrap}")
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in metadata.partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        positions = dict.fromkeys(ends, 0)
+        records: list[WindowAnalytics] = []
+        while any(positions[p] < ends[p] for p in ends):
+            message = consumer.poll(READ_TIMEOUT_S)
+            if message is None:
+                raise ServiceError(f"no progress reading {topic!r} for {READ_TIMEOUT_S:.0f} s")
+            if message.error() is not None:
+                continue
+            value, partition, offset = message.value(), message.partition(), message.offset()
+            if partition is None or offset is None:
+                continue
+            positions[partition] = offset + 1
+            if value is not None:
+                records.append(decode_window(value))
+        return records
+    finally:
+        consumer.close()
+
+
+def _tail(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+    key_kind, key = selection(args)
+    windows = current_windows(read_analytics(settings), key_kind, key, args.last)
+    if not windows:
+        print(f"no windows for {key_kind} {key} in {settings.kafka.topic('analytics')}", file=out)
+        return 0
+    print(HEADER, file=out)
+    for r in windows:
+        print(format_row(r), file=out)
+    return 0
