@@ -11,9 +11,11 @@ window, so state is bounded by event time, also in a replay. Window results go t
 :data:`RESULTS_TAG`, too-late payments to :data:`LATE_TAG`, both as JSON strings.
 
 Metrics (operator scope): ``tooLateEvents``, ``duplicateEvents``, ``windowResults``,
-``windowUpdates`` (revision > 1), ``unscoredEvents``; gauges ``currentWatermarkMs`` and
-``watermarkLagMs`` (newest event time this subtask has seen minus its watermark: how far the
-watermark trails the data, e.g. held back by a slow partition).
+``windowUpdates`` (revision > 1), ``unscoredEvents``; gauges ``currentWatermarkMs`` (the watermark
+as this subtask last saw it, at an event or a timer: PyFlink gives keyed functions no watermark
+callback) and ``watermarkLagMs`` (newest event time seen minus that watermark: how far the
+watermark trails the data, e.g. held back by a slow partition). Flink's own
+``currentInputWatermark`` of the operator is always current.
 """
 
 from __future__ import annotations
