@@ -144,6 +144,9 @@ def build(
     settings: Settings,
 ) -> DataStream:
     """The job graph; returns the enriched-features stream (JSON strings)."""
+    # Three keyed exchanges: Flink's default 100 ms buffer timeout per exchange would dominate
+    # the latency budget at low rates.
+    env.set_buffer_timeout(settings.features.buffer_timeout_ms)
     params = feature_params(settings)
     transactions = _validated(env, sources.transactions, "transactions", "transaction", settings)
     labels = _validated(env, sources.labels, "labels", "label", settings)

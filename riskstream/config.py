@@ -163,6 +163,7 @@ class FeatureJobSettings:
     max_future_skew_ms: int = 300_000
     dedup_horizon_ms: int = 86_400_000
     profile_retention_ms: int = 7_776_000_000
+    buffer_timeout_ms: int = 5
 
 
 @dataclass(frozen=True)
