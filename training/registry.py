@@ -5,6 +5,7 @@ Layout::
     <registry>/v0001/model_card.json   feature set, inputs, split, metrics, thresholds, stage, ...
     <registry>/v0001/<model>.onnx       isolation_forest, logistic_regression, ... , ensemble
     <registry>/v0001/sha256sums.txt     the same checksums as the card, for `sha256sum -c`
+    <registry>/champions.json           promotion stack (what ``rollback`` restores)
 
 Models are only ever loaded as ONNX (onnxruntime sessions built from the verified bytes), never
 unpickled, and only when each file's sha256 matches the card and the card's feature set (name,
@@ -41,6 +42,8 @@ from training.train import TrainingRun
 
 CARD_FILE = "model_card.json"
 SUMS_FILE = "sha256sums.txt"
+CHAMPIONS_FILE = "champions.json"
+"""Promotion stack at the registry root: the last entry is the champion."""
 CARD_SCHEMA_VERSION = 1
 VERSION_PREFIX = "v"
 VERSION_DIGITS = 4
@@ -210,6 +213,21 @@ def champion(registry: Path) -> str | None:
     return found[0] if found else None
 
 
+def _champion_stack(registry: Path) -> list[str]:
+    path = registry / CHAMPIONS_FILE
+    if not path.is_file():
+        return []
+    try:
+        stack: list[str] = json.loads(path.read_text("utf-8"))["champions"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise RegistryError(f"cannot read {path}: {exc}") from exc
+    return stack
+
+
+def _write_champion_stack(registry: Path, stack: list[str]) -> None:
+    _atomic_write(registry / CHAMPIONS_FILE, json.dumps({"champions": stack}, indent=2) + "\n")
+
+
 def promote(registry: Path, version: str) -> str | None:
     """Make ``version`` the champion; the previous champion is retired (returned)."""
     card = read_card(registry, version)
@@ -220,29 +238,26 @@ def promote(registry: Path, version: str) -> str | None:
     if previous is not None:
         _set_stage(registry, read_card(registry, previous), RETIRED)
     _set_stage(registry, card, CHAMPION)
+    _write_champion_stack(registry, [*_champion_stack(registry), version])
     return previous
 
 
-def _last_champion_time(card: Mapping[str, Any]) -> str:
-    times = [h["at"] for h in card.get("history", []) if h.get("stage") == CHAMPION]
-    return max(times, default="")
-
-
 def rollback(registry: Path) -> tuple[str, str]:
-    """Retire the champion and restore the previous champion; returns (retired, restored)."""
+    """Retire the champion and restore the one promoted before it; returns (retired, restored).
+
+    Promotions form a stack (``champions.json``): rolling back twice goes back two promotions.
+    """
     current = champion(registry)
     if current is None:
         raise RegistryError(f"{registry}: no champion to roll back")
-    earlier = [
-        (_last_champion_time(read_card(registry, v)), v)
-        for v in versions(registry)
-        if v != current and _last_champion_time(read_card(registry, v))
-    ]
-    if not earlier:
+    stack = [v for v in _champion_stack(registry) if v != current]
+    if not stack:
         raise RegistryError(f"{registry}: {current} is the only version ever promoted")
-    restored = max(earlier)[1]
+    restored = stack[-1]
+    check_contract(read_card(registry, restored), PAYMENT_FEATURES)
     _set_stage(registry, read_card(registry, current), RETIRED)
     _set_stage(registry, read_card(registry, restored), CHAMPION)
+    _write_champion_stack(registry, stack)
     return current, restored
 
 

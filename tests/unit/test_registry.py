@@ -1,0 +1,95 @@
+"""The registry refuses what it must: tampered files, a foreign feature set, a missing champion;
+and promote / rollback move the stages as documented."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from riskstream.cli import main
+from riskstream.errors import ModelContractError, RegistryError
+from tests.unit.test_training_support import fresh_registry
+from training import registry
+
+
+def _edit_card(root: Path, folder: str, **changes: object) -> None:
+    path = root / folder / registry.CARD_FILE
+    card = json.loads(path.read_text("utf-8"))
+    card["feature_set"] |= changes
+    path.write_text(json.dumps(card), "utf-8")
+
+
+def test_tampered_onnx_file_is_refused(tmp_path: Path) -> None:
+    root = fresh_registry(tmp_path)
+    target = root / "v0001" / "gradient_boosting.onnx"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match=r"gradient_boosting.onnx: checksum mismatch"):
+        registry.load_version(root, "v0001")
+
+
+def test_card_with_another_feature_set_version_is_refused(tmp_path: Path) -> None:
+    root = fresh_registry(tmp_path)
+    _edit_card(root, "v0001", version=99)
+    with pytest.raises(ModelContractError, match=r"feature set payment_features v99"):
+        registry.load_version(root, "v0001")
+    with pytest.raises(ModelContractError):
+        registry.promote(root, "v0001")
+
+
+def test_card_with_another_feature_hash_is_refused(tmp_path: Path) -> None:
+    root = fresh_registry(tmp_path)
+    _edit_card(root, "v0001", spec_hash="0" * 64)
+    with pytest.raises(ModelContractError, match="spec_hash differs"):
+        registry.load_version(root, "v0001")
+
+
+def test_no_champion_and_unknown_version_are_clear_errors(tmp_path: Path) -> None:
+    root = fresh_registry(tmp_path)
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.load_champion(root)
+    with pytest.raises(RegistryError, match="no model version 'v0042'"):
+        registry.read_card(root, "v0042")
+
+
+def test_promote_and_rollback(tmp_path: Path) -> None:
+    root = fresh_registry(tmp_path)
+    second = root / "v0002"
+    (root / "v0001").rename(second)
+    fresh = fresh_registry(tmp_path / "again")
+    (fresh / "v0001").rename(root / "v0001")
+    card = json.loads((second / registry.CARD_FILE).read_text("utf-8"))
+    card["version"] = "v0002"
+    (second / registry.CARD_FILE).write_text(json.dumps(card), "utf-8")
+
+    assert registry.promote(root, "v0001") is None
+    assert registry.load_champion(root).version == "v0001"
+    assert registry.promote(root, "v0002") == "v0001"
+    stages = {v: registry.read_card(root, v)["stage"] for v in registry.versions(root)}
+    assert stages == {"v0001": registry.RETIRED, "v0002": registry.CHAMPION}
+    assert registry.rollback(root) == ("v0002", "v0001")
+    assert registry.champion(root) == "v0001"
+    assert registry.read_card(root, "v0002")["stage"] == registry.RETIRED
+    with pytest.raises(RegistryError, match="only version ever promoted"):
+        registry.rollback(root)
+
+
+def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = fresh_registry(tmp_path)
+    assert main(["models", "--registry", str(root), "list"]) == 0
+    assert "| v0001 | candidate |" in capsys.readouterr().out
+    assert main(["models", "--registry", str(root), "promote", "v0001"]) == 0
+    assert main(["models", "--registry", str(root), "show"]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert shown["stage"] == "champion"
+    assert main(["models", "--registry", str(root), "rollback"]) == 2
+    assert "only version ever promoted" in capsys.readouterr().err
+
+
+def test_registry_holds_no_pickles(tmp_path: Path) -> None:
+    root = fresh_registry(tmp_path)
+    suffixes = {p.suffix for p in (root / "v0001").iterdir()}
+    assert suffixes == {".onnx", ".json", ".txt"}

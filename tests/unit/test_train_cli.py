@@ -1,0 +1,32 @@
+"""``riskstream train`` end to end on a tiny simulation: table, report, registry, promotion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from riskstream.cli import main
+from tests.unit.test_training_support import TINY, TINY_SPLIT
+from training import models, registry
+
+
+def test_train_registers_a_candidate_and_promotes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = [f"simulator.{k}={v}" for k, v in TINY.items()]
+    overrides += [f"training.{k}={v}" for k, v in TINY_SPLIT.items()]
+    argv = [arg for item in overrides for arg in ("--set", item)]
+    report = tmp_path / "report.json"
+    root = tmp_path / "registry"
+    status = main(
+        [*argv, "train", "--registry", str(root), "--report", str(report), "--promote", "--quiet"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "| model | AUC ROC | AP | CP@100 | Brier |" in out
+    assert "registered v0001 (candidate)" in out and "promoted v0001 to champion" in out
+    assert set(json.loads(report.read_text("utf-8"))["metrics"]) == set(models.ALL_MODELS)
+    assert (root / "v0001" / "evaluation.json").is_file()
+    assert registry.load_champion(root).version == "v0001"
