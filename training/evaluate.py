@@ -129,9 +129,11 @@ def evaluate(
 
 
 def table(
-    metrics: Mapping[str, Mapping[str, Any]], reference: Sequence[tuple[str, float, float, float]]
+    metrics: Mapping[str, Mapping[str, Any]],
+    reference: Sequence[tuple[str, float, float, float]] = (),
 ) -> str:
-    """A Markdown table: our models' AUC ROC, AP, CP@100 (and Brier), then reference rows."""
+    """A Markdown table: our models' AUC ROC, AP, CP@100 and Brier score (where the score is a
+    probability); then ``reference`` rows (name, AUC ROC, AP, CP@100) without a Brier score."""
     lines = [
         "| model | AUC ROC | AP | CP@100 | Brier |",
         "| --- | --- | --- | --- | --- |",

@@ -139,6 +139,9 @@ def run(settings: Settings, quiet: bool = False) -> tuple[train.TrainingRun, dic
         "rows": result.rows,
         "features": list(HANDBOOK_FEATURES),
         "figures": figures,
+        "brier": {
+            name: m.get("calibration", {}).get("brier") for name, m in result.metrics.items()
+        },
         "published": {
             p.model: {
                 "auc_roc": p.auc_roc,
@@ -163,5 +166,9 @@ def run(settings: Settings, quiet: bool = False) -> tuple[train.TrainingRun, dic
 
 def comparison_table(summary: dict[str, Any]) -> str:
     """Our models next to the published table (Markdown)."""
-    ours = {name: dict(f) for name, f in summary["figures"].items()}
+    briers = summary.get("brier", {})
+    ours = {
+        name: dict(f) | ({"calibration": {"brier": briers[name]}} if briers.get(name) else {})
+        for name, f in summary["figures"].items()
+    }
     return evaluate.table(ours, reference_rows())

@@ -134,7 +134,7 @@ def run(
         "train_fraud": int(y_train.sum()),
         "test": len(test),
         "test_fraud": int(test["label"].sum()),
-        "test_cards_removed_known_compromised": int(
+        "test_rows_removed_known_compromised": int(
             frame.loc[
                 (frame["event_time"] >= the_split.test_start_ms)
                 & (frame["event_time"] < the_split.test_end_ms)
