@@ -291,6 +291,7 @@ def main() -> None:
             overrides={
                 "paths": {"run_dir": run_dir},
                 "kafka": {"port": free_port(), "controller_port": free_port()},
+                "flink": {"local_rest_port": free_port()},
                 "checkpoint": {"interval_ms": 10_000},
             },
             environ={},
