@@ -67,6 +67,7 @@ class _WindowStage(KeyedProcessFunction):  # type: ignore[misc]
     def __init__(self, params: WindowParams, source: str) -> None:
         self.params = params
         self.source = source
+        self._specs = {spec.key_kind: spec for spec in params.specs()}
         self._state: Any = None
         self._metrics: dict[str, Any] = {}
         self._newest = NO_WATERMARK
@@ -98,7 +99,7 @@ class _WindowStage(KeyedProcessFunction):  # type: ignore[misc]
         return max(0, self._newest - self._watermark)
 
     def _windows(self, key_kind: str, key: str) -> KeyWindows:
-        spec = self.params.spec(key_kind)
+        spec = self._specs[key_kind]
         windows = KeyWindows(
             spec, key, self.params.allowed_lateness_ms, dedup=key_kind == KEY_MERCHANT
         )
@@ -167,7 +168,7 @@ class MerchantStage(_WindowStage):
         if p.decision is None:
             self._metrics["unscoredEvents"].inc()
         for kind in (KEY_MCC, KEY_GLOBAL):
-            yield f"{kind}{KEY_SEPARATOR}{self.params.spec(kind).key(p)}", p
+            yield f"{kind}{KEY_SEPARATOR}{self._specs[kind].key(p)}", p
 
     def _current(self, key: str) -> tuple[str, str]:
         return KEY_MERCHANT, key
