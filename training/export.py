@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.ensemble import IsolationForest
@@ -22,16 +21,22 @@ from sklearn.ensemble import IsolationForest
 from riskstream.errors import ModelContractError
 from schemas.feature_set import FeatureSet
 from training import models
+from training.onnx_io import PROBABILITIES, TARGET_OPSET, onnx_score, session
 
-TARGET_OPSET: Mapping[str, int] = {"": 17, "ai.onnx.ml": 3}
-"""Pinned opsets: ai.onnx 17 and ai.onnx.ml 3 (onnxruntime 1.32 runs both)."""
+__all__ = [
+    "PROBABILITIES",
+    "TARGET_OPSET",
+    "check_parity",
+    "export_all",
+    "onnx_score",
+    "session",
+    "to_onnx",
+]
+
 INPUT_NAME = "features"
 STACK_INPUT_NAME = "scores"
-PROBABILITIES = "probabilities"
-ANOMALY_SCORES = "scores"
 PARITY_TOLERANCE = 1e-5
 """Largest |p_sklearn - p_onnx| accepted on the test set, for every model."""
-PROVIDERS = ["CPUExecutionProvider"]
 END_TO_END = "ensemble_end_to_end"
 
 
@@ -68,21 +73,6 @@ def to_onnx(
     )
     data: bytes = onx.SerializeToString()
     return data
-
-
-def session(data: bytes) -> ort.InferenceSession:
-    """An onnxruntime session over serialized model bytes (CPU)."""
-    return ort.InferenceSession(data, providers=PROVIDERS)
-
-
-def onnx_score(name: str, sess: ort.InferenceSession, x: npt.NDArray[np.float32]) -> Any:
-    """The score an ONNX model gives, the same quantity as :func:`training.models.predict`."""
-    feed = {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
-    if name == models.ANOMALY:
-        (scores,) = sess.run([ANOMALY_SCORES], feed)
-        return -np.asarray(scores, dtype=np.float64).reshape(-1)
-    (probabilities,) = sess.run([PROBABILITIES], feed)
-    return np.asarray(probabilities, dtype=np.float64)[:, 1]
 
 
 def check_parity(

@@ -24,26 +24,41 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from training.stacking import (
+    ALL_MODELS,
+    ANOMALY,
+    BOOSTING,
+    CLASSIFIERS,
+    ENSEMBLE,
+    LEARNED,
+    LOGISTIC,
+    MLP,
+    PROBABILITY_CLIP,
+    RULES,
+    STACKED,
+    stack_inputs,
+)
+
+__all__ = [
+    "ALL_MODELS",
+    "ANOMALY",
+    "BOOSTING",
+    "CLASSIFIERS",
+    "ENSEMBLE",
+    "LEARNED",
+    "LOGISTIC",
+    "MLP",
+    "PROBABILITY_CLIP",
+    "RULES",
+    "STACKED",
+    "stack_inputs",
+]
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-RULES, ANOMALY, LOGISTIC, BOOSTING, MLP, ENSEMBLE = (
-    "rules",
-    "isolation_forest",
-    "logistic_regression",
-    "gradient_boosting",
-    "mlp",
-    "ensemble",
-)
-CLASSIFIERS = (LOGISTIC, BOOSTING, MLP)
-LEARNED = (ANOMALY, *CLASSIFIERS)
-"""Models exported to ONNX over the feature vector (the rule model is scored by ``rules.py``)."""
-STACKED = (RULES, ANOMALY, *CLASSIFIERS)
-"""Base scores the ensemble combines, in the order of its input columns."""
-ALL_MODELS = (*STACKED, ENSEMBLE)
-PROBABILITY_CLIP = 1e-6
 LR_MAX_ITER = 1_000
 HGB_MAX_ITER = 200
 HGB_LEARNING_RATE = 0.1
@@ -120,26 +135,6 @@ def predict(name: str, model: Any, x: F32) -> F64:
         if name == ANOMALY:
             return np.asarray(-model.decision_function(x), dtype=np.float64)
         return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
-
-
-def stack_inputs(scores: Mapping[str, npt.NDArray[Any]]) -> F32:
-    """Base scores -> the ensemble's input matrix (columns in :data:`STACKED` order).
-
-    Probabilities enter as log-odds (clipped), the anomaly score as is.
-
-    >>> stack_inputs({"rules": np.array([0.5]), "isolation_forest": np.array([0.1]),
-    ...     "logistic_regression": np.array([0.5]), "gradient_boosting": np.array([0.5]),
-    ...     "mlp": np.array([0.5])}).tolist()
-    [[0.0, 0.10000000149011612, 0.0, 0.0, 0.0]]
-    """
-    columns = []
-    for name in STACKED:
-        values = np.asarray(scores[name], dtype=np.float64).reshape(-1)
-        if name != ANOMALY:
-            p = np.clip(values, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
-            values = np.log(p / (1.0 - p))
-        columns.append(values)
-    return np.column_stack(columns).astype(np.float32)
 
 
 def stacker(seed: int) -> LogisticRegression:

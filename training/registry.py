@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,11 +34,13 @@ import onnxruntime as ort
 
 from riskstream.errors import ModelContractError, RegistryError
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
-from training import models
-from training.evaluate import Thresholds
-from training.export import PROVIDERS, TARGET_OPSET, onnx_score
+from training import stacking as models
+from training.onnx_io import PROVIDERS, TARGET_OPSET, onnx_score
 from training.rules import RuleModel
-from training.train import TrainingRun
+from training.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from training.train import TrainingRun
 
 CARD_FILE = "model_card.json"
 SUMS_FILE = "sha256sums.txt"

@@ -4,6 +4,8 @@ and promote / rollback move the stages as documented."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,14 @@ def test_registry_holds_no_pickles(tmp_path: Path) -> None:
     root = fresh_registry(tmp_path)
     suffixes = {p.suffix for p in (root / "v0001").iterdir()}
     assert suffixes == {".onnx", ".json", ".txt"}
+
+
+def test_loader_imports_neither_sklearn_nor_skl2onnx_nor_pyflink() -> None:
+    code = (
+        "import sys, training.registry; "
+        "print(sorted(m for m in ('sklearn', 'skl2onnx', 'pyflink') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
