@@ -33,6 +33,9 @@ SEC, MIN, HOUR = 1000, 60_000, 3_600_000
 WAIT_S = 120.0
 POLL_S = 0.5
 MCC = {"m1": "5411", "m2": "5812"}
+IDLENESS_MS = 1000
+NEVER_IDLE_MS = 10 * HOUR
+SETTLE_S = 5.0
 
 
 def tx(event_id: str, merchant: str, t: int, amount: float) -> Transaction:
@@ -57,7 +60,9 @@ def tx(event_id: str, merchant: str, t: int, amount: float) -> Transaction:
     )
 
 
-def job_settings(base: Settings, name: str, partitions: int) -> Settings:
+def job_settings(
+    base: Settings, name: str, partitions: int, idleness_ms: int = IDLENESS_MS
+) -> Settings:
     """Fresh topics for one run, immediate watermarks, a short idleness timeout."""
     topics = dict(base.kafka.topics)
     topics["transactions"] = TopicSettings(create_topic(base, f"{name}-tx", partitions))
@@ -66,7 +71,7 @@ def job_settings(base: Settings, name: str, partitions: int) -> Settings:
     return with_overrides(
         base,
         kafka={"topics": topics},
-        features={"out_of_orderness_ms": 0, "idleness_ms": 1000},
+        features={"out_of_orderness_ms": 0, "idleness_ms": idleness_ms},
         analytics={"group_id": f"{name}-group"},
     )
 
@@ -92,6 +97,10 @@ class Feed:
         self.topic = settings.kafka.topic("transactions")
         self.producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
         self.sent: list[Transaction] = []
+
+    def send_raw(self, partition: int, value: bytes) -> None:
+        self.producer.produce(self.topic, value, partition=partition, timestamp=T0)
+        assert self.producer.flush(30) == 0
 
     def send(self, partition: int, *payments: Transaction) -> None:
         for p in payments:
@@ -227,3 +236,20 @@ def test_an_idle_partition_does_not_stall_the_windows(kafka_settings: Settings) 
         ), wid
     assert late_events(settings) == []
     assert partition_ends(settings, feed.topic) == {0: 21, 1: 21, 2: 0}
+
+
+def test_without_idleness_the_empty_partition_stalls_the_windows(kafka_settings: Settings) -> None:
+    """The control: same data, idleness out of reach, and no window ever fires."""
+    settings = job_settings(kafka_settings, "an-stall", partitions=3, idleness_ms=NEVER_IDLE_MS)
+    feed = Feed(settings)
+    with running_job(settings):
+        for i in range(8):
+            feed.send(i % 2, tx(f"s{i}", "m1", T0 + i * MIN, 1.0))
+        feed.send(0, tx("c0", "m1", T0 + 20 * MIN, 1.0))
+        feed.send(1, tx("c1", "m1", T0 + 20 * MIN, 1.0))
+        for partition in (0, 1):  # the job has read everything once both are dead-lettered
+            feed.send_raw(partition, b"not json")
+        dead_letters = settings.kafka.topic("dead_letter")
+        wait_for("both dead letters", lambda: len(read_topic(settings, dead_letters)) == 2)
+        time.sleep(SETTLE_S)
+        assert results(settings) == []
