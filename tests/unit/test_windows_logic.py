@@ -6,7 +6,9 @@ import pickle
 import random
 
 import msgspec
+import pytest
 
+from riskstream.errors import ConfigError
 from schemas.records import WindowAnalytics
 from udfs.analytics.encode import late_json, latest_revisions, window_json, window_record
 from udfs.analytics.offline import final_windows
@@ -173,3 +175,12 @@ def test_window_json_matches_the_contract_and_latest_revision_wins() -> None:
     assert outcome.too_late is not None
     doc = msgspec.json.decode(late_json(pay(9, T0, 1.0), outcome.too_late, LATENESS, "test"))
     assert doc["late_by_ms"] == 20 * MIN and doc["key_kind"] == "merchant"
+
+
+def test_bad_window_settings_are_refused_with_the_key() -> None:
+    with pytest.raises(ConfigError, match="allowed_lateness_ms"):
+        WindowParams(allowed_lateness_ms=-1)
+    with pytest.raises(ConfigError, match="merchant_window_ms"):
+        WindowParams(merchant_window_ms=2 * MIN, global_window_ms=MIN)
+    with pytest.raises(ConfigError, match="window size"):
+        WindowParams(mcc_window_ms=0)

@@ -85,6 +85,14 @@ class WindowParams:
                 f"analytics.allowed_lateness_ms: expected >= 0, found {self.allowed_lateness_ms}"
             )
         self.specs()  # validates the sizes
+        if self.merchant_window_ms > min(self.mcc_window_ms, self.global_window_ms):
+            # The merchant stage decides "too late" for every view; a view with shorter windows
+            # than the merchant's could close before it and count an event only partly.
+            raise ConfigError(
+                "analytics.merchant_window_ms: expected at most the mcc and global window sizes, "
+                f"found {self.merchant_window_ms} > "
+                f"{min(self.mcc_window_ms, self.global_window_ms)}"
+            )
 
     def specs(self) -> tuple[WindowSpec, WindowSpec, WindowSpec]:
         """Merchant, MCC and global window families, in that order."""
