@@ -39,6 +39,7 @@ from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.process import free_port
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Transaction
+from schemas.validation import decode_transaction
 from udfs.features import card, device, terminal
 from udfs.features.compute import FeaturePipeline
 from udfs.features.output import EnrichedFeatures
@@ -58,6 +59,7 @@ STATE_DAYS = 30
 STATE_TX_PER_DAY = 2
 BASE_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 PARTITIONS = 2
+PURE_EVENTS = 50_000
 TARGETS = {"events_per_s": 20_000, "p99_ms": 10}
 _DECODER = msgspec.json.Decoder(EnrichedFeatures)
 
@@ -144,6 +146,56 @@ def read_all(c: Consumer, count: int, timeout_s: float) -> list[tuple[int, Enric
     return out
 
 
+def _descendants(pid: int) -> list[int]:
+    """Pids of all descendants of ``pid`` (the py4j gateway JVM that hosts the mini-cluster)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process's descendants.
+
+    CPU time, unlike wall time, does not stretch when other work shares the machine, so events per
+    CPU-second is a load-independent measure of what the job costs.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _descendants(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def pure_logic_cpu_us() -> dict[str, float]:
+    """CPU microseconds per event of validation and of the feature logic, outside Flink."""
+    rng = random.Random(4)
+    events = [payment(rng, i, BASE_TIME_MS + i * 10_000) for i in range(PURE_EVENTS)]
+    payloads = [msgspec.json.encode(tx) for tx in events]
+    started = time.process_time()
+    for payload in payloads:
+        decode_transaction(payload)
+    validate = time.process_time() - started
+    pipeline = FeaturePipeline()
+    started = time.process_time()
+    for tx in events:
+        pipeline.transaction(tx)
+    logic = time.process_time() - started
+    return {
+        "validate_cpu_us_per_event": round(validate / PURE_EVENTS * 1e6, 1),
+        "features_cpu_us_per_event": round(logic / PURE_EVENTS * 1e6, 1),
+    }
+
+
 def throughput(base: Settings) -> dict[str, Any]:
     """Sustained events/s of the bounded job over pre-produced payments."""
     settings = job_settings(base, "tput")
@@ -159,9 +211,9 @@ def throughput(base: Settings) -> dict[str, Any]:
             p.poll(0)
     p.flush(120)
     produce_s = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), children_cpu_s()
     features_job.main(settings, bounded=True)
-    job_s = time.perf_counter() - started
+    job_s, job_cpu_s = time.perf_counter() - started, children_cpu_s() - cpu_before
     records = read_all(consumer(settings, settings.kafka.topic("features")), THROUGHPUT_EVENTS, 120)
     times = sorted(r.computed_time for _, r in records)
     lo, hi = times[len(times) // 10], times[len(times) * 9 // 10]
@@ -175,6 +227,8 @@ def throughput(base: Settings) -> dict[str, Any]:
         "steady_events": steady,
         "steady_s": round((hi - lo) / 1000, 3),
         "events_per_s": round(steady / max((hi - lo) / 1000, 1e-3)),
+        "job_cpu_s_incl_startup": round(job_cpu_s, 1),
+        "events_per_cpu_s": round(THROUGHPUT_EVENTS / max(job_cpu_s, 1e-3)),
     }
 
 
@@ -286,6 +340,7 @@ def main() -> None:
     """Start a private broker, run the three measurements, print and write the results."""
     load_before = [round(x, 2) for x in os.getloadavg()]
     sizes = state_size()
+    pure = pure_logic_cpu_us()
     with tempfile.TemporaryDirectory(prefix="riskstream-bench-") as run_dir:
         settings = load_settings(
             overrides={
@@ -312,7 +367,7 @@ def main() -> None:
             "bytes_per_card": sizes["bytes_per_card"],
         },
         "target": TARGETS,
-        "runs": {"throughput": tput, "latency": lat, "state": sizes},
+        "runs": {"throughput": tput, "latency": lat, "state": sizes, "pure_python": pure},
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -338,6 +393,9 @@ def main() -> None:
             "-",
         ),
         ("state bytes per card (30 d, 2/day)", sizes["bytes_per_card"], "-"),
+        ("job events per CPU-second (load-independent)", tput["events_per_cpu_s"], "-"),
+        ("validate CPU us/event (pure Python)", pure["validate_cpu_us_per_event"], "-"),
+        ("features CPU us/event (pure Python)", pure["features_cpu_us_per_event"], "-"),
     ]
     print(f"{'measure':<45} {'value':>12} {'target':>8}")
     for name, value, target in rows:
