@@ -44,9 +44,8 @@ TX_PER_CARD_DAY = 2.15
 """Measured transactions per card per day of the realistic profile (to size the simulation)."""
 MERCHANTS_PER_CARD = 0.4
 SIZE_NOTE = (
-    "run below 1M events: the pure feature logic scans each key's window lists per event "
-    "(~0.7-1.5 ms per payment in one process here), so 1M events would take well over half an "
-    "hour for each side on this 2-core machine, which other sessions were loading at the time"
+    "run below 1M events to save time: each side costs about 0.4-1 ms per payment on this 2-core "
+    "machine (see the README for the ~1M-event figures)"
 )
 
 
