@@ -127,7 +127,8 @@ def read_analytics(settings: Settings) -> list[WindowAnalytics]:
         consumer.close()
 
 
-def _tail(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+def _tail(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # looked up per call: tests replace sys.stdout
     key_kind, key = selection(args)
     windows = current_windows(read_analytics(settings), key_kind, key, args.last)
     if not windows:

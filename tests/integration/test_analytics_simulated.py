@@ -29,17 +29,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.flink]
 RATE = 50_000.0
 
 
-def _settings(base: Settings) -> Settings:
+def _settings(base: Settings, parallelism: int) -> Settings:
     topics = dict(base.kafka.topics)
     for role, partitions in (("transactions", 3), ("labels", 1), ("analytics", 1)):
-        topics[role] = TopicSettings(create_topic(base, f"an-sim-{role}", partitions))
+        topics[role] = TopicSettings(create_topic(base, f"an-sim{parallelism}-{role}", partitions))
     for role in ("late_events", "dead_letter"):
-        topics[role] = TopicSettings(create_topic(base, f"an-sim-{role}", 1))
+        topics[role] = TopicSettings(create_topic(base, f"an-sim{parallelism}-{role}", 1))
     return with_overrides(
         base,
         kafka={"topics": topics},
         features={"out_of_orderness_ms": 5_000, "idleness_ms": 30_000},
-        analytics={"group_id": "an-sim-group"},
+        analytics={"group_id": f"an-sim{parallelism}-group"},
+        flink={"parallelism": parallelism},
         simulator={
             "days": 2,
             "cards": 2_000,
@@ -61,10 +62,11 @@ def _topic_payments(settings: Settings) -> list[ScoredPayment]:
     return payments
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
 def test_final_revisions_equal_offline_windows(
-    kafka_settings: Settings, capsys: pytest.CaptureFixture[str]
+    kafka_settings: Settings, capsys: pytest.CaptureFixture[str], parallelism: int
 ) -> None:
-    settings = _settings(kafka_settings)
+    settings = _settings(kafka_settings, parallelism)
     sim = simulate(settings.simulator)
     produce(sim, settings.kafka, RATE, Progress(len(sim.delivery), quiet=True))
     jobrunner.run_local(settings, "analytics", bounded=True)
