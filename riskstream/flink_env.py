@@ -12,6 +12,7 @@ import os
 import site
 import sys
 import sysconfig
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,8 +64,13 @@ def _checked(value: str, allowed: tuple[str, ...], key: str) -> str:
 
 
 def restore_path(path: str) -> str:
-    """A savepoint/checkpoint location as Flink wants it: a URI; local paths must exist."""
-    if "://" in path:
+    """A savepoint/checkpoint location as Flink wants it: a URI; local paths must exist.
+
+    Accepts plain paths and the ``file:/...`` form Flink's REST API reports.
+    """
+    if path.startswith("file:"):
+        path = urllib.parse.urlparse(path).path
+    elif "://" in path:
         return path
     local = Path(path).expanduser().resolve()
     if not local.exists():

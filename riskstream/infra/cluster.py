@@ -30,6 +30,12 @@ DAEMON_MARKERS = {
     "taskexecutor": "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
 }
 REST_TIMEOUT_S = 5.0
+# Thread-mode Python (pemja) loads libpython once per JVM. If each job's class loader brings its own
+# copy of pemja (from the flink-python jar shipped with the job), the second job on a TaskManager
+# fails on Java 17 with "NoSuchFieldException: loadedLibraryNames" (FLINK-37727). So the cluster
+# puts flink-python on its own classpath and loads pemja parent-first: one copy for every job.
+FLINK_PYTHON_JAR_GLOB = "flink-python-*.jar"
+PARENT_FIRST_PATTERNS = "pemja."
 
 
 def flink_home() -> Path:
@@ -75,6 +81,7 @@ class LocalCluster:
         self.conf_dir = self.home / "conf"
         self.log_dir = self.home / "log"
         self.pid_dir = self.home / "pids"
+        self.lib_dir = self.home / "lib"
 
     @property
     def rest_url(self) -> str:
@@ -93,6 +100,7 @@ class LocalCluster:
             FLINK_CONF_DIR=str(self.conf_dir),
             FLINK_LOG_DIR=str(self.log_dir),
             FLINK_PID_DIR=str(self.pid_dir),
+            FLINK_LIB_DIR=str(self.lib_dir),
             PYTHONPATH=python_path(),
         )
         return env
@@ -137,16 +145,28 @@ class LocalCluster:
             "rest.port": flink.rest_port,
             "io.tmp.dirs": str(self.home / "tmp"),
             "web.tmpdir": str(self.home / "web"),
+            "classloader.parent-first-patterns.additional": PARENT_FIRST_PATTERNS,
             **job_configuration(self.settings),
         }
         for key, value in values.items():
             _set_flat(document, key, value)
         (self.home / "tmp").mkdir(parents=True, exist_ok=True)
+        self._write_lib_dir()
         target = self.conf_dir / "config.yaml"
         target.write_text(yaml.safe_dump(document, sort_keys=False))
         (self.conf_dir / "masters").write_text(f"{LOOPBACK}:{flink.rest_port}\n")
         (self.conf_dir / "workers").write_text(f"{LOOPBACK}\n")
         return target
+
+    def _write_lib_dir(self) -> None:
+        """``<run_dir>/flink/lib``: links to the distribution's lib jars plus flink-python."""
+        if self.lib_dir.exists():
+            shutil.rmtree(self.lib_dir)
+        self.lib_dir.mkdir(parents=True)
+        home = flink_home()
+        jars = [*sorted((home / "lib").glob("*.jar")), *(home / "opt").glob(FLINK_PYTHON_JAR_GLOB)]
+        for jar in jars:
+            (self.lib_dir / jar.name).symlink_to(jar)
 
     def start(self) -> dict[str, int]:
         """Start JobManager and TaskManager and wait until a slot is registered."""

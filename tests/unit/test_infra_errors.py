@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from riskstream.config import Settings, load_settings
-from riskstream.errors import JarError, JavaError, PortInUseError
-from riskstream.flink_env import job_configuration
+from riskstream.errors import ConfigError, JarError, JavaError, PortInUseError
+from riskstream.flink_env import job_configuration, restore_path
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.process import free_port, require_java
@@ -124,3 +124,13 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_restore_path_accepts_rest_locations_and_refuses_missing(tmp_path: Path) -> None:
+    savepoint = tmp_path / "savepoint-abc"
+    savepoint.mkdir()
+    assert restore_path(f"file:{savepoint}") == savepoint.as_uri()
+    assert restore_path(str(savepoint)) == savepoint.as_uri()
+    assert restore_path("s3://bucket/sp") == "s3://bucket/sp"
+    with pytest.raises(ConfigError, match="no savepoint or checkpoint at"):
+        restore_path(str(tmp_path / "missing"))

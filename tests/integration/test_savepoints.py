@@ -1,0 +1,125 @@
+"""Stop with a savepoint and resume, on the mini-cluster and the standalone cluster.
+
+The skeleton's per-key counters must continue after the resume exactly as if the job had never
+stopped: the n-th event of a key gets count n, whatever side of the savepoint it fell on.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from riskstream import jobrunner
+from riskstream.config import Settings, with_overrides
+from riskstream.infra.cluster import LocalCluster
+from riskstream.infra.rest import FlinkRest
+from tests.conftest import create_topic
+from tests.support import produce_json, read_topic
+
+pytestmark = pytest.mark.integration
+
+RISKSTREAM = str(Path(sys.executable).parent / "riskstream")
+KEYS = 5
+FIRST, SECOND = 200, 150
+WAIT_S = 120.0
+
+
+def _settings(base: Settings, name: str) -> Settings:
+    source = create_topic(base, f"{name}-in", partitions=2)
+    sink = create_topic(base, f"{name}-out", partitions=1)
+    job = dataclasses.replace(
+        base.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group"
+    )
+    return dataclasses.replace(base, skeleton=job)
+
+
+def _produce(settings: Settings, start: int, count: int) -> None:
+    records = [(None, {"id": f"k{i % KEYS}", "seq": i}) for i in range(start, start + count)]
+    assert produce_json(settings, settings.skeleton.input_topic, records) == count
+
+
+def _wait_for_outputs(settings: Settings, expected: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if len(read_topic(settings, settings.skeleton.output_topic, timeout_s=5)) >= expected:
+            return
+        time.sleep(1)
+    raise AssertionError(f"fewer than {expected} outputs after {WAIT_S} s")
+
+
+def _assert_continuous(settings: Settings, total: int) -> None:
+    outputs = [json.loads(v) for v in read_topic(settings, settings.skeleton.output_topic)]
+    per_key: dict[str, list[int]] = collections.defaultdict(list)
+    for out in outputs:
+        per_key[out["key"]].append(out["count"])
+    assert len(outputs) == total
+    for key, counts in per_key.items():
+        assert sorted(counts) == list(range(1, total // KEYS + 1)), key
+
+
+def _run_local_until(settings: Settings, config: Path, expected: int, savepoint_dir: Path) -> Path:
+    """Run the skeleton with `riskstream run` until ``expected`` outputs exist, then stop it with
+    `riskstream stop --savepoint`; returns the savepoint directory."""
+    job = subprocess.Popen(
+        [RISKSTREAM, "--config", str(config), "run", "--job", "skeleton"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_outputs(settings, expected)
+        stop = subprocess.run(
+            [RISKSTREAM, "--config", str(config), "stop", "--savepoint", str(savepoint_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert stop.returncode == 0, stop.stderr
+        assert job.wait(timeout=120) == 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+    savepoint = max(savepoint_dir.glob("savepoint-*"), key=lambda p: p.stat().st_mtime)
+    assert str(savepoint) in stop.stdout
+    return savepoint
+
+
+def test_stop_with_savepoint_and_resume_locally(kafka_settings: Settings, tmp_path: Path) -> None:
+    settings = _settings(kafka_settings, "sp-local")
+    _produce(settings, 0, FIRST)
+    config = jobrunner.write_settings(settings, tmp_path / "settings.yaml")
+    savepoint = _run_local_until(settings, config, FIRST, tmp_path / "sp")
+    _produce(settings, FIRST, SECOND)
+    resumed = with_overrides(settings, checkpoint={"restore_from": str(savepoint)})
+    config = jobrunner.write_settings(resumed, tmp_path / "resumed.yaml")
+    _run_local_until(settings, config, FIRST + SECOND, tmp_path / "sp2")
+    _assert_continuous(settings, FIRST + SECOND)
+
+
+def test_savepoint_on_cluster_resumes_with_parallelism_2(
+    flink_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    settings = _settings(flink_cluster.settings, "sp-cluster")
+    rest = FlinkRest(flink_cluster.rest_url)
+    _produce(settings, 0, FIRST)
+    jobrunner.submit_to_cluster(settings, "skeleton", detached=True)
+    _wait_for_outputs(settings, FIRST)
+    job = rest.running_job(name="riskstream-skeleton")
+    location = rest.stop_with_savepoint(job.job_id, tmp_path / "sp")
+    _produce(settings, FIRST, SECOND)
+    resumed = with_overrides(
+        settings, checkpoint={"restore_from": location}, flink={"parallelism": 2}
+    )
+    jobrunner.submit_to_cluster(resumed, "skeleton", detached=True)
+    _wait_for_outputs(settings, FIRST + SECOND)
+    job = rest.running_job(name="riskstream-skeleton")
+    rest.stop_with_savepoint(job.job_id, tmp_path / "sp2")
+    _assert_continuous(settings, FIRST + SECOND)
