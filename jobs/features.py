@@ -71,14 +71,17 @@ def feature_params(settings: Settings) -> FeatureParams:
     )
 
 
-def kafka_source(settings: Settings, role: str, bounded: bool = False) -> KafkaSource:
+def kafka_source(
+    settings: Settings, role: str, bounded: bool = False, group_id: str | None = None
+) -> KafkaSource:
     """A string source over the topic of ``role``, from the earliest offset (committed on
-    checkpoints under ``features.group_id``); ``bounded`` stops at the offsets latest at start."""
+    checkpoints under ``group_id``, default ``features.group_id``); ``bounded`` stops at the
+    offsets latest at start."""
     builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(settings.kafka.bootstrap)
         .set_topics(settings.kafka.topic(role))
-        .set_group_id(settings.features.group_id)
+        .set_group_id(group_id or settings.features.group_id)
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
         .set_value_only_deserializer(SimpleStringSchema())
     )
@@ -87,9 +90,17 @@ def kafka_source(settings: Settings, role: str, bounded: bool = False) -> KafkaS
     return builder.build()
 
 
-def kafka_sink(settings: Settings, role: str) -> KafkaSink:
-    """An at-least-once string sink to the topic of ``role`` (consumers dedup by event_id)."""
-    return (
+def kafka_sink(
+    settings: Settings,
+    role: str,
+    guarantee: str = "AT_LEAST_ONCE",
+    transactional_id_prefix: str = "",
+    producer_config: dict[str, str] | None = None,
+) -> KafkaSink:
+    """A string sink to the topic of ``role``: at least once by default (consumers dedup by
+    event_id); ``EXACTLY_ONCE`` writes in Kafka transactions committed on checkpoints, under a
+    ``transactional_id_prefix`` that must be unique per job and stable across restarts."""
+    builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka.bootstrap)
         .set_record_serializer(
@@ -98,9 +109,13 @@ def kafka_sink(settings: Settings, role: str) -> KafkaSink:
             .set_value_serialization_schema(SimpleStringSchema())
             .build()
         )
-        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-        .build()
+        .set_delivery_guarantee(DeliveryGuarantee[guarantee])
     )
+    if guarantee == DeliveryGuarantee.EXACTLY_ONCE.name:
+        builder = builder.set_transactional_id_prefix(f"{transactional_id_prefix}-{role}")
+    for key, value in (producer_config or {}).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def watermarks(settings: Settings) -> WatermarkStrategy:

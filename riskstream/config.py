@@ -255,6 +255,28 @@ class AnalyticsSettings:
 
 
 @dataclass(frozen=True)
+class ScoringSettings:
+    """The scoring job (``riskstream run --job scoring``): models, degraded modes, outputs."""
+
+    registry_dir: str = ""
+    latency_budget_ms: int = 100
+    recover_ratio: float = 0.5
+    fast_models: str = "logistic_regression"
+    breaker_failures: int = 3
+    breaker_cooldown_ms: int = 30_000
+    fallback_step_up: float = 0.4
+    fallback_block: float = 0.7
+    group_id: str = "riskstream-scoring"
+    source_name: str = "riskstream-scoring"
+    decisions_guarantee: str = "AT_LEAST_ONCE"
+    prediction_log_guarantee: str = "EXACTLY_ONCE"
+    transactional_id_prefix: str = "riskstream-scoring"
+    transaction_timeout_ms: int = 600_000
+    write_features: bool = False
+    linger_ms: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything riskstream reads from configuration."""
 
@@ -268,6 +290,7 @@ class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
 
     @property
     def kafka_data_dir(self) -> Path:
@@ -277,6 +300,12 @@ class Settings:
             if self.kafka.data_dir
             else (self.paths.run / "kafka" / "data")
         )
+
+    @property
+    def registry(self) -> Path:
+        """The model registry the scoring job serves from (``scoring.registry_dir``, else
+        ``training.registry_dir``)."""
+        return Path(self.scoring.registry_dir or self.training.registry_dir).expanduser().resolve()
 
     @property
     def checkpoint_dir(self) -> Path:

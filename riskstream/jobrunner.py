@@ -24,6 +24,7 @@ from riskstream.infra.cluster import LocalCluster
 
 JOBS = {
     "skeleton": "jobs.skeleton",
+    "scoring": "jobs.scoring",
     "features": "jobs.features",
     "analytics": "jobs.analytics",
 }

@@ -10,11 +10,11 @@ integer JSON token, ``null`` is only accepted where the contract says so. Cross-
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 MAX_EVENT_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z: anything later is a unit bug.
 MAX_ID_LENGTH = 128
 MAX_AMOUNT = 10_000_000.0
@@ -38,6 +38,7 @@ ReasonCode = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_COD
 Scenario = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SCENARIO_LENGTH)]
 Channel = Literal["card_present", "online"]
 DecisionClass = Literal["approve", "step_up", "block"]
+DegradedMode = Literal["full", "shed", "rules_only"]
 FRAUD_LABEL_TYPES = frozenset({"chargeback", "fraud_report"})
 LEGIT_LABEL_TYPES = frozenset({"confirmed_legitimate"})
 
@@ -138,6 +139,13 @@ class PredictionLog(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     decision: DecisionClass
     degraded: bool
     latency_ms: NonNegativeInt
+    decision_id: Id
+    model_scores: dict[str, float | None]
+    reason_codes: Annotated[list[ReasonCode], msgspec.Meta(max_length=MAX_REASON_CODES)]
+    degraded_mode: DegradedMode
+    watermark_lag_ms: int
+    late: bool
+    duplicate: bool
 
 
 class DeadLetter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

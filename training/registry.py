@@ -315,6 +315,8 @@ class LoadedModels:
     version: str
     card: Mapping[str, Any]
     sessions: Mapping[str, ort.InferenceSession]
+    model_bytes: Mapping[str, bytes]
+    """The verified ONNX bytes of each model (e.g. to read a linear model's coefficients)."""
     rules: RuleModel
     thresholds: Thresholds
     inputs: tuple[str, ...]
@@ -343,17 +345,20 @@ def load_version(
     options = ort.SessionOptions()
     options.intra_op_num_threads = SESSION_THREADS
     options.inter_op_num_threads = SESSION_THREADS
-    sessions = {
-        name: ort.InferenceSession(
-            _verified_bytes(registry / version, name, entry), options, providers=PROVIDERS
-        )
+    model_bytes = {
+        name: _verified_bytes(registry / version, name, entry)
         for name, entry in card["models"].items()
+    }
+    sessions = {
+        name: ort.InferenceSession(data, options, providers=PROVIDERS)
+        for name, data in model_bytes.items()
     }
     inputs = tuple(card["inputs"])
     return LoadedModels(
         version=version,
         card=card,
         sessions=sessions,
+        model_bytes=model_bytes,
         rules=RuleModel.from_card(card, inputs),
         thresholds=Thresholds(**card["thresholds"]),
         inputs=inputs,

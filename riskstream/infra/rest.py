@@ -108,6 +108,17 @@ class FlinkRest:
             time.sleep(POLL_S)
         raise JobError(f"savepoint of job {job_id} did not complete in {SAVEPOINT_TIMEOUT_S:.0f} s")
 
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job (no savepoint)."""
+        request = urllib.request.Request(
+            f"{self.base_url}/jobs/{job_id}?mode=cancel", method="PATCH"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise JobError(f"could not cancel job {job_id} at {self.base_url}: {exc}") from exc
+
     def latest_checkpoint(self, job_id: str) -> str | None:
         """External path of the job's latest completed checkpoint, if any."""
         stats = self._call(f"/jobs/{job_id}/checkpoints")

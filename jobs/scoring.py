@@ -1,0 +1,166 @@
+"""Scoring job: Event -> Feature -> Prediction -> Action in one Flink job.
+
+Graph::
+
+    transactions, labels (Kafka) -> the feature graph of jobs/features.py (validation with dead
+        letters, card / device / terminal keyed stages)
+      -> enriched features as rows, with their event time
+      -> Table API (rowtime + SOURCE_WATERMARK(): event time and watermarks kept)
+      -> pandas UDF: rules + every champion model (onnxruntime) + ensemble, per Arrow batch
+      -> back to the DataStream API -> DecisionOutputs
+      -> decisions (at least once, deterministic decision ids), prediction log (exactly once by
+         default), alerts (blocked payments)
+
+Run it with ``riskstream run --job scoring``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors import Sink
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment
+from pyflink.table.expressions import col
+
+from jobs import features as feature_job
+from riskstream.config import Settings, load_settings
+from riskstream.errors import ConfigError
+from riskstream.flink_env import create_env
+from schemas.feature_set import PAYMENT_FEATURES
+from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, DecisionOutputs
+from udfs.feature_rows import COLUMNS, row_type, to_row
+from udfs.score_udf import RESULT_FIELDS, score_function
+from udfs.scoring import ScoringPolicy
+
+JOB_NAME = "riskstream-scoring"
+ROWTIME = "rowtime"
+SCORE = "s"
+
+
+@dataclass(frozen=True)
+class ScoringSinks:
+    """The job's outputs."""
+
+    decisions: Sink
+    prediction_log: Sink
+    alerts: Sink
+    dead_letter: Sink
+    features: Sink | None = None
+
+
+def policy(settings: Settings) -> ScoringPolicy:
+    """Degraded-mode policy from the ``scoring`` settings."""
+    s = settings.scoring
+    return ScoringPolicy(
+        latency_budget_ms=s.latency_budget_ms,
+        recover_ratio=s.recover_ratio,
+        fast_models=tuple(m.strip() for m in s.fast_models.split(",") if m.strip()),
+        breaker_failures=s.breaker_failures,
+        breaker_cooldown_ms=s.breaker_cooldown_ms,
+        fallback_step_up=s.fallback_step_up,
+        fallback_block=s.fallback_block,
+    )
+
+
+def build(
+    env: StreamExecutionEnvironment,
+    sources: feature_job.FeatureSources,
+    sinks: ScoringSinks,
+    settings: Settings,
+) -> DataStream:
+    """The job graph; returns the decisions stream (JSON strings)."""
+    enriched = feature_job.build(
+        env, sources, feature_job.FeatureSinks(sinks.features, sinks.dead_letter), settings
+    )
+    rows = (
+        enriched.map(to_row, output_type=row_type())
+        .uid("scoring-feature-rows")
+        .name("features as rows")
+    )
+    t_env = StreamTableEnvironment.create(env)
+    table = t_env.from_data_stream(
+        rows,
+        Schema.new_builder()
+        .column_by_metadata(ROWTIME, DataTypes.TIMESTAMP_LTZ(3))
+        .watermark(ROWTIME, "SOURCE_WATERMARK()")
+        .build(),
+    )
+    score = score_function(settings.registry, policy(settings))
+    names = list(COLUMNS)
+    scored = table.select(
+        *[col(n) for n in names],
+        score(col("computed_time"), *[col(n) for n in PAYMENT_FEATURES.names]).alias(SCORE),
+    ).select(*[col(n) for n in names], *[col(SCORE).get(f).alias(f) for f, _ in RESULT_FIELDS])
+    decisions = (
+        t_env.to_data_stream(scored)
+        .process(DecisionOutputs(settings.scoring.source_name), output_type=Types.STRING())
+        .uid("scoring-decisions")
+        .name("decide")
+    )
+    decisions.sink_to(sinks.decisions).uid("scoring-decisions-sink").name("decisions sink")
+    decisions.get_side_output(PREDICTION_LOG_TAG).sink_to(sinks.prediction_log).uid(
+        "scoring-prediction-log-sink"
+    ).name("prediction log sink")
+    decisions.get_side_output(ALERTS_TAG).sink_to(sinks.alerts).uid("scoring-alerts-sink").name(
+        "alerts sink"
+    )
+    return decisions
+
+
+def kafka_sinks(settings: Settings) -> ScoringSinks:
+    """The Kafka sinks, with the configured delivery guarantees."""
+    s = settings.scoring
+    exactly_once = "EXACTLY_ONCE"
+    if exactly_once in (s.decisions_guarantee, s.prediction_log_guarantee) and (
+        settings.checkpoint.interval_ms <= 0
+    ):
+        raise ConfigError(
+            "scoring: an EXACTLY_ONCE sink needs checkpointing (checkpoint.interval_ms > 0); "
+            "its output becomes visible when a checkpoint completes"
+        )
+    fast = {"linger.ms": str(s.linger_ms)}
+    transactional = {"transaction.timeout.ms": str(s.transaction_timeout_ms)}
+
+    def sink(role: str, guarantee: str) -> Sink:
+        conf = fast | (transactional if guarantee == exactly_once else {})
+        return feature_job.kafka_sink(
+            settings, role, guarantee, s.transactional_id_prefix, producer_config=conf
+        )
+
+    return ScoringSinks(
+        decisions=sink("decisions", s.decisions_guarantee),
+        prediction_log=sink("predictions", s.prediction_log_guarantee),
+        alerts=sink("alerts", s.decisions_guarantee),
+        dead_letter=feature_job.kafka_sink(settings, "dead_letter"),
+        features=feature_job.kafka_sink(settings, "features") if s.write_features else None,
+    )
+
+
+def main(settings: Settings, bounded: bool = False) -> None:
+    """Build and run the job in this process's environment (mini-cluster or ``flink run``)."""
+    env = create_env(settings)
+    group = settings.scoring.group_id
+    sources = feature_job.FeatureSources(
+        feature_job.kafka_source(settings, "transactions", bounded, group),
+        feature_job.kafka_source(settings, "labels", bounded, group),
+    )
+    build(env, sources, kafka_sinks(settings), settings)
+    env.execute(JOB_NAME)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """Entry of ``flink run -py jobs/scoring.py`` (``riskstream run --target cluster``)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
+    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
+    args = parser.parse_args(argv)
+    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

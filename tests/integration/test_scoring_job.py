@@ -1,0 +1,214 @@
+"""The scoring job end to end on real Kafka and the Flink mini-cluster.
+
+A messy simulated stream (duplicates, out-of-order, late and malformed records, labels days later)
+goes through validation, the feature stages, the vectorized ONNX scoring UDF and the decision step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from jobs import scoring
+from riskstream.cli import main as cli_main
+from riskstream.config import Settings, TopicSettings, with_overrides
+from riskstream.errors import SchemaError
+from riskstream.jobrunner import write_settings
+from schemas.feature_set import PAYMENT_FEATURES
+from schemas.validation import decode_transaction
+from tests.conftest import create_topic
+from tests.support import read_topic
+from tests.unit.test_training_support import fresh_registry
+from training import registry, stacking
+from training.registry import load_champion
+
+pytestmark = [pytest.mark.integration, pytest.mark.flink]
+
+Outputs = dict[str, list[dict[str, Any]]]
+
+ROLES = {
+    "transactions": 1,
+    "labels": 1,
+    "dead_letter": 1,
+    "decisions": 2,
+    "predictions": 1,
+    "alerts": 1,
+}
+NO_SHEDDING_MS = 3_600_000
+SCORE_TOLERANCE = 1e-6
+
+
+def _settings(base: Settings, tmp: Path, models: Path, **scoring_overrides: object) -> Settings:
+    name = f"score-{uuid.uuid4().hex[:6]}"
+    topics = dict(base.kafka.topics)
+    for role, partitions in ROLES.items():
+        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions=partitions))
+    return with_overrides(
+        base,
+        kafka={"topics": topics},
+        flink={"parallelism": 1},
+        checkpoint={"dir": str(tmp / "checkpoints")},
+        scoring={
+            "registry_dir": str(models),
+            "group_id": f"{name}-group",
+            "transactional_id_prefix": name,
+            **scoring_overrides,
+        },
+    )
+
+
+def _simulate(settings: Settings, tmp: Path) -> None:
+    config = write_settings(settings, tmp / "settings.yaml")
+    argv = ["--config", str(config), "simulate", "--to-kafka", "--days", "8", "--cards", "80"]
+    argv += ["--merchants", "30", "--rate", "200000", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli_main(argv) == 0
+
+
+def _champion(tmp: Path) -> Path:
+    models = fresh_registry(tmp)
+    registry.promote(models, "v0001")
+    return models
+
+
+def _run(settings: Settings) -> Outputs:
+    scoring.main(settings, bounded=True)
+    topic = settings.kafka.topic
+    return {
+        role: [json.loads(v) for v in read_topic(settings, topic(role), read_committed=True)]
+        for role in ("decisions", "predictions", "alerts", "dead_letter")
+    }
+
+
+@pytest.fixture(scope="module")
+def healthy(
+    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, Outputs]]:
+    tmp = tmp_path_factory.mktemp("scoring")
+    settings = _settings(kafka_settings, tmp, _champion(tmp), latency_budget_ms=NO_SHEDDING_MS)
+    _simulate(settings, tmp)
+    yield settings, _run(settings)
+
+
+def test_every_valid_transaction_gets_exactly_one_decision(
+    healthy: tuple[Settings, Outputs],
+) -> None:
+    settings, out = healthy
+    raw = read_topic(settings, settings.kafka.topic("transactions"))
+    valid, invalid = set(), 0
+    for value in raw:
+        try:
+            valid.add(decode_transaction(value).event_id)
+        except SchemaError:
+            invalid += 1
+    assert invalid > 0 and len(valid) > 1_000
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for decision in out["decisions"]:
+        by_id.setdefault(decision["decision_id"], []).append(decision)
+    assert {d[0]["transaction_id"] for d in by_id.values()} == valid
+    assert len(by_id) == len(valid)
+    # re-sends of a payment get the same decision id and the same decision
+    for copies in by_id.values():
+        assert len({(c["decision"], c["score"]) for c in copies}) == 1
+    rejected = [d for d in out["dead_letter"] if d["record_type"] == "transaction"]
+    assert len(rejected) == invalid
+    assert all(d["reason"] for d in rejected)
+
+
+def test_decisions_match_offline_scoring_of_the_logged_features(
+    healthy: tuple[Settings, Outputs],
+) -> None:
+    settings, out = healthy
+    logs = out["predictions"]
+    assert len(logs) == len(out["decisions"])
+    models = load_champion(settings.registry)
+    x = np.array([[float(log["features"][n]) for n in PAYMENT_FEATURES.names] for log in logs])
+    offline = models.score(x)
+    online = np.array([float(log["score"]) for log in logs])
+    assert np.max(np.abs(online - offline.probability)) < SCORE_TOLERANCE
+    assert [log["decision"] for log in logs] == list(offline.decision)
+    assert not any(log["degraded"] for log in logs)
+    for log in logs:
+        assert log["model_version"] == "v0001"
+        assert set(log["model_scores"]) == set(stacking.STACKED)
+        assert log["degraded_mode"] == "full"
+
+
+def test_blocks_raise_alerts_with_reason_codes(
+    healthy: tuple[Settings, Outputs],
+) -> None:
+    _, out = healthy
+    blocked = {d["decision_id"] for d in out["decisions"] if d["decision"] == "block"}
+    assert blocked
+    assert {a["decision_id"] for a in out["alerts"]} == blocked
+    decided = [d for d in out["decisions"] if d["reason_codes"]]
+    assert any(code.startswith("feature:") for d in decided for code in d["reason_codes"])
+
+
+def _break_model(models: Path, name: str) -> None:
+    """Replace one model with a valid ONNX graph that returns NaN, re-registered with its
+    checksum (so only the circuit breaker stands between it and the decisions)."""
+    width = len(PAYMENT_FEATURES.names)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["features", "nan"], ["scaled"]),
+            helper.make_node("Slice", ["scaled", "start", "end", "axis"], ["probabilities"]),
+        ],
+        "broken",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        [
+            helper.make_tensor("nan", TensorProto.FLOAT, [1], [float("nan")]),
+            helper.make_tensor("start", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("end", TensorProto.INT64, [1], [2]),
+            helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+        ],
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data.ir_version = 8
+    payload = data.SerializeToString()
+    onnx.checker.check_model(data)
+    card_path = models / "v0001" / registry.CARD_FILE
+    card = json.loads(card_path.read_text())
+    entry = card["models"][name]
+    (models / "v0001" / entry["file"]).write_bytes(payload)
+    entry["sha256"] = registry.sha256(payload)
+    card_path.write_text(json.dumps(card, indent=2))
+
+
+def test_a_broken_model_degrades_decisions_and_the_job_keeps_running(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    models = _champion(tmp_path)
+    _break_model(models, stacking.MLP)
+    settings = _settings(kafka_settings, tmp_path, models, latency_budget_ms=NO_SHEDDING_MS)
+    _simulate(settings, tmp_path)
+    out = _run(settings)
+    assert out["decisions"]
+    assert all(d["degraded"] for d in out["decisions"])
+    for log in out["predictions"]:
+        assert log["degraded_mode"] == "rules_only"
+        assert log["model_scores"][stacking.MLP] is None
+        assert f"model_failed:{stacking.MLP}" in log["reason_codes"]
+
+
+def test_overload_sheds_to_rules_and_fast_model(kafka_settings: Settings, tmp_path: Path) -> None:
+    settings = _settings(kafka_settings, tmp_path, _champion(tmp_path), latency_budget_ms=0)
+    _simulate(settings, tmp_path)
+    out = _run(settings)
+    assert out["predictions"]
+    for log in out["predictions"]:
+        assert log["degraded"] and log["degraded_mode"] == "shed"
+        scores = log["model_scores"]
+        assert scores[stacking.LOGISTIC] is not None
+        assert scores[stacking.MLP] is None and scores[stacking.BOOSTING] is None

@@ -1,0 +1,141 @@
+"""The scoring policy on the registry's real ONNX models: full, shed, rules-only, breaker."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from riskstream.errors import ConfigError
+from schemas.feature_set import PAYMENT_FEATURES
+from tests.unit.test_training_support import fresh_registry, tiny_data
+from training import registry, stacking
+from training.registry import LoadedModels, load_version
+from udfs.explain import LinearExplainer
+from udfs.score_fields import MODE_FULL, MODE_RULES, MODE_SHED
+from udfs.scoring import Scorer, ScoringPolicy
+
+BUDGET_MS = 100
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> LoadedModels:
+    path = fresh_registry(tmp_path_factory.mktemp("policy"))
+    return load_version(path, "v0001")
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray[Any, np.dtype[np.float64]]:
+    frame = tiny_data().frame
+    values: np.ndarray[Any, np.dtype[np.float64]] = frame[list(PAYMENT_FEATURES.names)].to_numpy(
+        dtype=np.float64
+    )
+    return values[:500]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Failing:
+    """Stands in for an onnxruntime session that raises (a corrupt or incompatible model)."""
+
+    def get_inputs(self) -> Any:
+        raise RuntimeError("model exploded")
+
+
+def _policy() -> ScoringPolicy:
+    return ScoringPolicy(latency_budget_ms=BUDGET_MS, breaker_failures=2, breaker_cooldown_ms=1000)
+
+
+def test_full_scoring_equals_the_registry_loader(models: LoadedModels, batch: Any) -> None:
+    result = Scorer(models, _policy()).score(batch, lag_ms=0.0)
+    expected = models.score(batch)
+    assert result.mode == MODE_FULL and not result.degraded
+    np.testing.assert_allclose(result.probability, expected.probability, atol=1e-9)
+    assert list(result.decision) == list(expected.decision)
+
+
+def test_shedding_above_budget_and_recovery_with_hysteresis(
+    models: LoadedModels, batch: Any
+) -> None:
+    scorer = Scorer(models, _policy())
+    shed = scorer.score(batch, lag_ms=BUDGET_MS + 1)
+    assert shed.mode == MODE_SHED and shed.degraded
+    assert np.isnan(shed.scores[stacking.MLP]).all()
+    assert np.isfinite(shed.scores[stacking.LOGISTIC]).all()
+    assert all("degraded:shed" in r for r in shed.reasons)
+    assert scorer.score(batch, lag_ms=BUDGET_MS * 0.7).mode == MODE_SHED  # still above recovery
+    assert scorer.score(batch, lag_ms=BUDGET_MS * 0.4).mode == MODE_FULL
+
+
+def test_shed_decision_is_never_milder_than_the_rules(models: LoadedModels, batch: Any) -> None:
+    scorer = Scorer(models, _policy())
+    shed = scorer.score(batch, lag_ms=BUDGET_MS * 10)
+    rules_only = scorer.fallback.decide(shed.scores[stacking.RULES])
+    rank = {"approve": 0, "step_up": 1, "block": 2}
+    assert all(rank[a] >= rank[b] for a, b in zip(shed.decision, rules_only, strict=True))
+
+
+def test_a_failing_model_decides_by_rules_and_opens_the_breaker(
+    models: LoadedModels, batch: Any
+) -> None:
+    sessions = dict(models.sessions) | {stacking.MLP: _Failing()}
+    broken = LoadedModels(**{**models.__dict__, "sessions": sessions})
+    clock = _Clock()
+    scorer = Scorer(broken, _policy(), clock_ms=clock)
+    first = scorer.score(batch, lag_ms=0.0)
+    assert first.mode == MODE_RULES and first.failed_models == (stacking.MLP,)
+    np.testing.assert_array_equal(first.probability, first.scores[stacking.RULES])
+    assert all(f"model_failed:{stacking.MLP}" in r for r in first.reasons)
+    scorer.score(batch, lag_ms=0.0)  # second failure in a row opens the breaker
+    skipped = scorer.score(batch, lag_ms=0.0)
+    assert skipped.mode == MODE_RULES and skipped.failed_models == ()  # not even tried
+    scorer.models = models  # the model is fixed; after the cool-down it is tried again
+    clock.now += 1001
+    assert scorer.score(batch, lag_ms=0.0).mode == MODE_FULL
+
+
+def test_unknown_fast_model_is_a_config_error(models: LoadedModels) -> None:
+    with pytest.raises(ConfigError, match=r"scoring\.fast_models"):
+        Scorer(models, ScoringPolicy(fast_models=("xgboost",)))
+
+
+def test_reason_features_are_the_largest_linear_contributions(
+    models: LoadedModels, batch: Any
+) -> None:
+    explainer = LinearExplainer.from_onnx(models.model_bytes[stacking.LOGISTIC], models.inputs)
+    x = batch[:, list(models.input_index)]
+    contributions = explainer.contributions(x)
+    logit = np.log(models.score(batch).base[stacking.LOGISTIC])
+    logit -= np.log1p(-models.score(batch).base[stacking.LOGISTIC])
+    intercept = logit - contributions.sum(axis=1)
+    assert np.ptp(intercept) < 1e-3  # contributions + one constant = the model's log-odds
+    top = explainer.top(x, 2)
+    for i in range(len(x)):
+        best = [
+            models.inputs[j] for j in np.argsort(-contributions[i])[:2] if contributions[i, j] > 0
+        ]
+        assert top[i] == best
+
+
+def test_udf_and_decision_functions_pickle(tmp_path: Path) -> None:
+    from udfs.decisions import DecisionOutputs
+    from udfs.score_udf import ScoreBatch
+
+    for function in (ScoreBatch(str(tmp_path), _policy()), DecisionOutputs("src")):
+        assert type(pickle.loads(pickle.dumps(function))) is type(function)
+
+
+def test_registry_keeps_verified_bytes(tmp_path: Path) -> None:
+    path = fresh_registry(tmp_path)
+    loaded = load_version(path, "v0001")
+    for name, data in loaded.model_bytes.items():
+        assert registry.sha256(data) == loaded.card["models"][name]["sha256"]

@@ -1,0 +1,114 @@
+"""Turns a scored row into the job's three outputs: decision, prediction-log record, alert.
+
+One Python step per payment: the decision goes to the main output (low latency, at least once,
+with a decision id derived from the transaction id and model version so consumers can drop
+re-sends), the prediction log and the alerts (blocked payments) to side outputs. It runs in thread
+mode, so it imports only light modules (see :mod:`udfs.score_fields`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from pyflink.common import Row, Types
+from pyflink.datastream import OutputTag, ProcessFunction
+
+from schemas.feature_set import PAYMENT_FEATURES
+from schemas.records import MAX_REASON_CODES, SCHEMA_VERSION, Decision, PredictionLog
+from training import stacking
+from udfs.score_fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
+
+PREDICTION_LOG_TAG = OutputTag("prediction-log", Types.STRING())
+ALERTS_TAG = OutputTag("alerts", Types.STRING())
+DECISION_NAMESPACE = uuid.UUID("6f1c3c55-8e53-4d43-9f61-2f6b5b1c2a10")
+FEATURE_SET_VERSION = f"{PAYMENT_FEATURES.name}.v{PAYMENT_FEATURES.version}"
+_ENCODER = msgspec.json.Encoder()
+
+
+def decision_id(transaction_id: str, model_version: str) -> str:
+    """Deterministic decision id: the same payment scored by the same model gets the same id.
+
+    >>> decision_id("tx-1", "v0001") == decision_id("tx-1", "v0001")
+    True
+    """
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{transaction_id}|{model_version}"))
+
+
+def _finite(value: Any) -> float | None:
+    """A score or feature for JSON: NaN or missing becomes null."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
+    """Scored row -> decision JSON (main output), prediction log and alert (side outputs)."""
+
+    def __init__(self, source_name: str) -> None:
+        self.source_name = source_name
+
+    def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        """Emit the outputs of one payment."""
+        now = int(time.time() * 1000)
+        tx_id = row["event_id"]
+        version = row["model_version"]
+        ident = decision_id(tx_id, version)
+        mode = row["mode"]
+        reasons = split_reasons(row["reasons"])[:MAX_REASON_CODES]
+        probability = min(max(float(row["probability"]), 0.0), 1.0)
+        received = int(row["computed_time"])
+        decision = Decision(
+            event_id=ident,
+            event_time=int(row["event_time"]),
+            schema_version=SCHEMA_VERSION,
+            source=self.source_name,
+            correlation_id=row["correlation_id"],
+            decision_id=ident,
+            transaction_id=tx_id,
+            transaction_time=int(row["event_time"]),
+            card_id=row["card_id"],
+            decision=row["decision"],
+            score=probability,
+            reason_codes=reasons,
+            model_version=version,
+            feature_set_version=FEATURE_SET_VERSION,
+            degraded=mode != MODE_FULL,
+            received_time=received,
+            processing_latency_ms=max(now - received, 0),
+            event_latency_ms=now - int(row["event_time"]),
+        )
+        decision_json = _ENCODER.encode(decision).decode()
+        yield decision_json
+        log = PredictionLog(
+            event_id=f"{ident}-log",
+            event_time=decision.event_time,
+            schema_version=SCHEMA_VERSION,
+            source=self.source_name,
+            correlation_id=decision.correlation_id,
+            transaction_id=tx_id,
+            transaction_time=decision.transaction_time,
+            card_id=decision.card_id,
+            model_version=version,
+            feature_set_version=FEATURE_SET_VERSION,
+            features={name: _finite(row[name]) for name in PAYMENT_FEATURES.names},
+            score=probability,
+            decision=decision.decision,
+            degraded=decision.degraded,
+            latency_ms=decision.processing_latency_ms,
+            decision_id=ident,
+            model_scores={m: _finite(row[SCORE_PREFIX + m]) for m in stacking.STACKED},
+            reason_codes=reasons,
+            degraded_mode=mode,
+            watermark_lag_ms=int(row["watermark_lag_ms"]),
+            late=bool(row["late"]),
+            duplicate=bool(row["duplicate"]),
+        )
+        yield PREDICTION_LOG_TAG, _ENCODER.encode(log).decode()
+        if decision.decision == BLOCK:
+            yield ALERTS_TAG, decision_json

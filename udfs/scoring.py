@@ -1,0 +1,215 @@
+"""Scoring policy around the registry's models: full ensemble, circuit breaker, load shedding.
+
+Pure numpy + onnxruntime (no pyflink), so it is tested without a JVM and wrapped by the vectorized
+UDF in :mod:`udfs.score_udf`. For each Arrow batch of feature vectors it decides:
+
+- **full**: rules + every learned model -> ensemble probability -> thresholds;
+- **shed** (processing lag above the latency budget): only the rules and the fast models run; the
+  decision is the stricter of the fast model's probability against the thresholds and the rules'
+  fallback decision; decisions are marked degraded. Full scoring returns once the lag falls below
+  ``recover_ratio`` x budget (hysteresis, so it does not flap);
+- **rules only** (a model raised or returned NaN): the batch is decided by the rules' fallback
+  thresholds and marked degraded; after ``breaker_failures`` failing batches in a row the failing
+  model is skipped for ``breaker_cooldown_ms`` (open circuit), then tried again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from riskstream.errors import ConfigError
+from training import stacking
+from training.onnx_io import onnx_score
+from training.registry import LoadedModels
+from training.thresholds import Thresholds
+from udfs.explain import LinearExplainer
+from udfs.score_fields import MODE_FULL, MODE_RULES, MODE_SHED, REASON_SEPARATOR, SEVERITY
+
+F64 = npt.NDArray[np.float64]
+
+TOP_FEATURES = 2
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """Knobs of the degraded modes (from ``scoring`` settings)."""
+
+    latency_budget_ms: int = 100
+    recover_ratio: float = 0.5
+    fast_models: tuple[str, ...] = (stacking.LOGISTIC,)
+    breaker_failures: int = 3
+    breaker_cooldown_ms: int = 30_000
+    fallback_step_up: float = 0.4
+    fallback_block: float = 0.7
+
+
+@dataclass
+class BatchResult:
+    """Per-row outputs of one batch, plus what happened to the batch as a whole."""
+
+    scores: dict[str, F64]
+    probability: F64
+    decision: npt.NDArray[np.object_]
+    reasons: list[str]
+    mode: str
+    failed_models: tuple[str, ...] = ()
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the batch was decided without the full ensemble."""
+        return self.mode != MODE_FULL
+
+
+@dataclass
+class _Breaker:
+    consecutive: int = 0
+    open_until_ms: float = 0.0
+
+
+@dataclass
+class Scorer:
+    """Scores batches with the champion models under the degraded-mode policy."""
+
+    models: LoadedModels
+    policy: ScoringPolicy
+    clock_ms: Callable[[], float] = field(default=lambda: time.time() * 1000.0)
+    shedding: bool = False
+    breakers: dict[str, _Breaker] = field(default_factory=dict)
+    explainer: LinearExplainer | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.policy.fast_models if m not in stacking.LEARNED]
+        if unknown:
+            raise ConfigError(
+                f"scoring.fast_models: {unknown} are not models of the registry; "
+                f"choose from {list(stacking.LEARNED)}"
+            )
+
+    @property
+    def fallback(self) -> Thresholds:
+        """Thresholds on the rules' score used when the models cannot decide."""
+        return Thresholds(step_up=self.policy.fallback_step_up, block=self.policy.fallback_block)
+
+    def update_shedding(self, lag_ms: float) -> bool:
+        """Enter shedding above the budget, leave it below ``recover_ratio`` x budget."""
+        budget = self.policy.latency_budget_ms
+        if self.shedding and lag_ms < budget * self.policy.recover_ratio:
+            self.shedding = False
+        elif not self.shedding and lag_ms > budget:
+            self.shedding = True
+        return self.shedding
+
+    def score(self, features: F64, lag_ms: float) -> BatchResult:
+        """Score rows of full feature-set vectors (``PAYMENT_FEATURES`` order)."""
+        x = np.ascontiguousarray(features[:, list(self.models.input_index)], dtype=np.float32)
+        rules = self.models.rules.score(x)
+        fired = self.models.rules.fired(x)
+        scores: dict[str, F64] = {stacking.RULES: rules}
+        wanted = self.policy.fast_models if self.update_shedding(lag_ms) else stacking.LEARNED
+        failed = []
+        for name in stacking.LEARNED:
+            if name not in wanted or not self._closed(name):
+                scores[name] = np.full(len(x), np.nan)
+                continue
+            result = self._run(name, x)
+            if result is None:
+                failed.append(name)
+                scores[name] = np.full(len(x), np.nan)
+            else:
+                scores[name] = result
+        full = not self.shedding and all(np.isfinite(scores[n]).all() for n in stacking.LEARNED)
+        if full:
+            probability = self._ensemble(scores)
+            if probability is None:
+                failed.append(stacking.ENSEMBLE)
+                full = False
+        if full and probability is not None:
+            mode, decision = MODE_FULL, self.models.thresholds.decide(probability)
+        elif self.shedding and not failed:
+            mode = MODE_SHED
+            probability = self._fast_probability(scores, rules)
+            decision = _stricter(
+                self.models.thresholds.decide(probability), self.fallback.decide(rules)
+            )
+        else:
+            mode, probability = MODE_RULES, rules
+            decision = self.fallback.decide(rules)
+        reasons = self._reasons(x, fired, mode, tuple(failed))
+        return BatchResult(scores, probability, decision, reasons, mode, tuple(failed))
+
+    def _closed(self, name: str) -> bool:
+        breaker = self.breakers.get(name)
+        return breaker is None or self.clock_ms() >= breaker.open_until_ms
+
+    def _run(self, name: str, x: npt.NDArray[np.float32]) -> F64 | None:
+        breaker = self.breakers.setdefault(name, _Breaker())
+        try:
+            values = np.asarray(onnx_score(name, self.models.sessions[name], x), dtype=np.float64)
+        except Exception:  # any model failure must degrade the decision, never stop the job
+            values = None
+        if values is None or values.shape != (len(x),) or not np.isfinite(values).all():
+            breaker.consecutive += 1
+            if breaker.consecutive >= self.policy.breaker_failures:
+                breaker.open_until_ms = self.clock_ms() + self.policy.breaker_cooldown_ms
+                breaker.consecutive = 0
+            return None
+        breaker.consecutive = 0
+        return values
+
+    def _ensemble(self, scores: Mapping[str, F64]) -> F64 | None:
+        try:
+            stacked = stacking.stack_inputs(scores)
+            p = np.asarray(
+                onnx_score(stacking.ENSEMBLE, self.models.sessions[stacking.ENSEMBLE], stacked),
+                dtype=np.float64,
+            )
+        except Exception:  # as in _run: degrade, never stop
+            return None
+        return p if np.isfinite(p).all() else None
+
+    def _fast_probability(self, scores: Mapping[str, F64], rules: F64) -> F64:
+        fast = [scores[m] for m in self.policy.fast_models if np.isfinite(scores[m]).all()]
+        return np.maximum.reduce(fast) if fast else rules
+
+    def _reasons(
+        self,
+        x: npt.NDArray[np.float32],
+        fired: npt.NDArray[np.bool_],
+        mode: str,
+        failed: Sequence[str],
+    ) -> list[str]:
+        names = [rule.name for rule in self.models.rules.rules]
+        top = self.explainer.top(x, TOP_FEATURES) if self.explainer is not None else None
+        extra = (
+            [f"degraded:{mode}", *(f"model_failed:{m}" for m in failed)]
+            if mode != MODE_FULL
+            else []
+        )
+        out = []
+        for i in range(len(x)):
+            codes = [f"rule:{names[j]}" for j in np.flatnonzero(fired[i])]
+            if top is not None:
+                codes += [f"feature:{name}" for name in top[i]]
+            out.append(REASON_SEPARATOR.join(codes + extra))
+        return out
+
+
+def _stricter(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """Row-wise the more severe of two decision arrays."""
+    rank_a = np.array([SEVERITY[d] for d in a])
+    rank_b = np.array([SEVERITY[d] for d in b])
+    return np.where(rank_a >= rank_b, a, b)
+
+
+def scores_row(result: BatchResult, i: int) -> dict[str, Any]:
+    """Model name -> score of row ``i`` (NaN becomes None, for JSON)."""
+    return {
+        name: (None if not np.isfinite(values[i]) else float(values[i]))
+        for name, values in result.scores.items()
+    }
