@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "riskstream.cli.kafka_cmd",
     "riskstream.cli.cluster_cmd",
     "riskstream.cli.run_cmd",
+    "riskstream.cli.demo_cmd",
     "riskstream.cli.simulate_cmd",
     "riskstream.cli.analytics_cmd",
     "riskstream.cli.backfill_cmd",

@@ -108,6 +108,11 @@ class FlinkRest:
             time.sleep(POLL_S)
         raise JobError(f"savepoint of job {job_id} did not complete in {SAVEPOINT_TIMEOUT_S:.0f} s")
 
+    def tasks_running(self, job_id: str) -> bool:
+        """Whether every task of the job is running (operators opened, models loaded)."""
+        vertices = self._call(f"/jobs/{job_id}").get("vertices", [])
+        return bool(vertices) and all(v.get("status") == RUNNING for v in vertices)
+
     def cancel(self, job_id: str) -> None:
         """Cancel a job (no savepoint)."""
         request = urllib.request.Request(

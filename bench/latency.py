@@ -1,0 +1,134 @@
+"""Benchmark: end-to-end decision latency of the scoring job at 1k and 5k payments/s.
+
+A private broker; the input and decisions topics use LogAppendTime, so latency is exactly the
+issue's definition: the decision record's Kafka append time minus the input record's append time
+(first decision of each payment). Live payments come from the realistic simulator with event time
+= now (:mod:`riskstream.live`), paced at each rate for a fixed time after a warm-up; the scoring
+job runs on the mini-cluster with the project's low-latency settings.
+
+Run from the repo root: ``python -m bench.latency``; writes ``bench/results/latency.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.common import private_broker, private_settings, table, write_results
+from riskstream.config import Settings
+from riskstream.demo import ensure_champion
+from riskstream.infra.rest import FlinkRest
+from riskstream.jobrunner import write_settings
+from riskstream.live import DecisionWatcher, LiveFeed, live_topics
+from training.simulator.generate import simulate
+
+RATES = (1_000, 5_000)
+WARMUP_S = 10.0
+MEASURE_S = 30.0
+JOB_START_S = 240.0
+TRAFFIC = {"profile": "realistic", "days": 6, "cards": 4_000, "merchants": 500, "seed": 5}
+
+
+def _start_job(settings: Settings, name: str) -> tuple[subprocess.Popen[bytes], FlinkRest, str]:
+    config = write_settings(settings, settings.paths.run / name / "settings.yaml")
+    job = subprocess.Popen(
+        [sys.executable, "-m", "riskstream", "--config", str(config), "run", "--job", "scoring"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rest = FlinkRest(f"http://127.0.0.1:{settings.flink.local_rest_port}")
+    deadline = time.monotonic() + JOB_START_S
+    while time.monotonic() < deadline:
+        if rest.reachable():
+            running = [j for j in rest.jobs() if j.state == "RUNNING"]
+            if running and rest.tasks_running(running[0].job_id):
+                return job, rest, running[0].job_id
+        time.sleep(1)
+    job.kill()
+    raise RuntimeError("scoring job did not start")
+
+
+def measure(base: Settings, rate: int) -> dict[str, Any]:
+    """Latency percentiles at one rate (a fresh job and fresh topics)."""
+    settings = live_topics(base, f"lat{rate}-{int(time.time())}")
+    job, rest, job_id = _start_job(settings, f"lat{rate}")
+    try:
+        sim = simulate(dataclasses.replace(base.simulator, **TRAFFIC))  # type: ignore[arg-type]
+        feed = LiveFeed(settings, sim, rate)
+        watcher = DecisionWatcher(settings, feed)
+        watcher.start()
+        feed.start()
+        time.sleep(WARMUP_S)
+        with watcher._lock:
+            skip = len(watcher.latencies_ms)
+        sent_before = feed.sent
+        time.sleep(MEASURE_S)
+        sent = feed.sent - sent_before
+        feed.stop()
+        time.sleep(5.0)
+        watcher.stop()
+        lat = np.array(watcher.latencies_ms[skip:])
+        return {
+            "rate_per_s": rate,
+            "sent_per_s": sent / MEASURE_S,
+            "decisions": len(lat),
+            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+            "p95_ms": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
+            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+        }
+    finally:
+        rest.cancel(job_id)
+        job.wait(timeout=60)
+
+
+def main() -> None:
+    """Run and report."""
+    with private_settings("latency") as settings, private_broker(settings):
+        ensure_champion(settings)
+        results = [measure(settings, rate) for rate in RATES]
+        print(
+            table(
+                ["target rate/s", "sent/s", "decisions", "p50 ms", "p95 ms", "p99 ms"],
+                [
+                    [
+                        r["rate_per_s"],
+                        r["sent_per_s"],
+                        r["decisions"],
+                        r["p50_ms"],
+                        r["p95_ms"],
+                        r["p99_ms"],
+                    ]
+                    for r in results
+                ],
+            )
+        )
+        figures = {}
+        for r in results:
+            for q in ("p50_ms", "p95_ms", "p99_ms"):
+                figures[f"rate{r['rate_per_s']}_{q}"] = r[q]
+        flink = settings.flink
+        path = write_results(
+            "latency",
+            figures,
+            {
+                "runs": results,
+                "settings": {
+                    "bundle_size": flink.bundle_size,
+                    "bundle_time_ms": flink.bundle_time_ms,
+                    "arrow_batch_size": flink.arrow_batch_size,
+                    "buffer_timeout_ms": settings.features.buffer_timeout_ms,
+                    "linger_ms": settings.scoring.linger_ms,
+                },
+                "targets_at_5k": {"p99_ms": 50, "p50_ms": 15},
+            },
+        )
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

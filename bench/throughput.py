@@ -1,0 +1,102 @@
+"""Benchmark: maximum sustained end-to-end throughput of the scoring job.
+
+A private broker; a realistic simulated history (with its duplicates and malformed records) is
+produced into the input topic first, then the scoring job runs bounded on the mini-cluster. The
+sustained rate is taken from the decisions' Kafka append times (LogAppendTime) between the 10th and
+90th percentile of the output, so job start-up and the drain at the end are excluded.
+
+Run from the repo root: ``python -m bench.throughput``; writes ``bench/results/throughput.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.common import private_broker, private_settings, table, write_results
+from jobs import scoring
+from riskstream.config import Settings, with_overrides
+from riskstream.demo import ensure_champion
+from riskstream.live import live_topics
+from training.simulator.generate import simulate
+from training.simulator.kafka_sink import produce
+from training.simulator.progress import Progress
+
+TRAFFIC = {"profile": "realistic", "days": 10, "cards": 6_000, "merchants": 600, "seed": 9}
+NO_SHEDDING_MS = 3_600_000
+LOW_Q, HIGH_Q = 10, 90
+
+
+def decision_times(settings: Settings) -> np.ndarray:  # type: ignore[type-arg]
+    """Append times of every decision record."""
+    topic = settings.kafka.topic("decisions")
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": uuid.uuid4().hex,
+            "enable.auto.commit": False,
+        }
+    )
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts
+    }
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    stamps: list[int] = []
+    while len(stamps) < sum(ends.values()):
+        for message in consumer.consume(10_000, timeout=1.0):
+            if message.error() is None:
+                stamps.append(message.timestamp()[1])
+    consumer.close()
+    return np.sort(np.array(stamps))
+
+
+def main() -> None:
+    """Run and report."""
+    with private_settings("throughput") as base, private_broker(base):
+        ensure_champion(base)
+        settings = live_topics(base, f"tp-{int(time.time())}", partitions=2)
+        settings = with_overrides(
+            settings,
+            scoring={
+                "latency_budget_ms": NO_SHEDDING_MS,
+                "prediction_log_guarantee": "AT_LEAST_ONCE",
+            },
+        )
+        sim = simulate(dataclasses.replace(base.simulator, **TRAFFIC))  # type: ignore[arg-type]
+        run = produce(
+            sim, settings.kafka, 1e9, Progress(len(sim.delivery) + len(sim.labels), "records")
+        )
+        started = time.monotonic()
+        scoring.main(settings, bounded=True)
+        wall = time.monotonic() - started
+        stamps = decision_times(settings)
+        low, high = np.percentile(stamps, [LOW_Q, HIGH_Q])
+        inside = ((stamps >= low) & (stamps <= high)).sum()
+        sustained = inside / max((high - low) / 1000.0, 1e-9)
+        print(
+            table(
+                ["inputs", "decisions", "job wall s", "sustained decisions/s"],
+                [[run.transactions, len(stamps), wall, sustained]],
+            )
+        )
+        path = write_results(
+            "throughput",
+            {"events_per_s": float(sustained), "job_wall_s": wall},
+            {
+                "inputs": run.transactions,
+                "labels": run.labels,
+                "decisions": len(stamps),
+                "parallelism": settings.flink.parallelism,
+                "target_events_per_s": 15_000,
+            },
+        )
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
