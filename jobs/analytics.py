@@ -16,7 +16,6 @@ payment as unscored (``decision=None, score=None``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.kafka import KafkaSink, KafkaSource
 
 from jobs import features
-from riskstream.config import Settings, load_settings, with_overrides
+from jobs.entry import run_job_script
+from riskstream.config import Settings, with_overrides
 from riskstream.errors import JobError
 from riskstream.flink_env import create_env
 from udfs.analytics.records import unscored
@@ -147,11 +147,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> None:
     """Entry of ``flink run -py jobs/analytics.py`` (``riskstream run --target cluster``)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
-    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
-    args = parser.parse_args(argv)
-    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+    run_job_script(main, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ timestamp assigner passed to ``from_source`` is ignored by PyFlink 2.2. Run it w
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
-from riskstream.config import Settings, load_settings
+from jobs.entry import run_job_script
+from riskstream.config import Settings
 from riskstream.flink_env import create_env
 from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
 from udfs.features.params import FeatureParams
@@ -213,11 +213,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> None:
     """Entry of ``flink run -py jobs/features.py`` (``riskstream run --target cluster``)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
-    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
-    args = parser.parse_args(argv)
-    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+    run_job_script(main, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Run it with ``riskstream run --job scoring``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from jobs import features as feature_job
-from riskstream.config import Settings, load_settings
+from jobs.entry import run_job_script
+from riskstream.config import Settings
 from riskstream.errors import ConfigError
 from riskstream.flink_env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
@@ -155,11 +155,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> None:
     """Entry of ``flink run -py jobs/scoring.py`` (``riskstream run --target cluster``)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
-    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
-    args = parser.parse_args(argv)
-    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+    run_job_script(main, __doc__, argv)
 
 
 if __name__ == "__main__":

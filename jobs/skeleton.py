@@ -6,7 +6,6 @@ both the mini-cluster and the standalone cluster. Run it with ``riskstream run -
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Sequence
@@ -22,7 +21,8 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
-from riskstream.config import Settings, load_settings
+from jobs.entry import run_job_script
+from riskstream.config import Settings
 from riskstream.flink_env import create_env
 from udfs.counter import KeyCounter, key_of
 
@@ -91,11 +91,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> None:
     """Entry for ``flink run -py jobs/skeleton.py``, used by ``riskstream run --target cluster``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
-    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
-    args = parser.parse_args(argv)
-    main(load_settings(args.settings_file, environ={}), bounded=args.bounded)
+    run_job_script(main, __doc__, argv)
 
 
 if __name__ == "__main__":

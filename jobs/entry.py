@@ -1,0 +1,25 @@
+"""The command line every job script shares when Flink's CLI runs it (``flink run -py``).
+
+``riskstream run --target cluster`` writes the resolved settings to a file and passes
+``--settings-file`` (and ``--bounded``); the job reads exactly those settings, not the environment
+of the cluster's client.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from riskstream.config import Settings, load_settings
+
+
+def run_job_script(
+    main: Callable[..., None], description: str | None, argv: Sequence[str] | None
+) -> None:
+    """Parse the job script's arguments and call ``main(settings, bounded=...)``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--settings-file", required=True, help="resolved settings (YAML)")
+    parser.add_argument("--bounded", action="store_true", help="stop at the latest offsets")
+    args = parser.parse_args(argv)
+    settings: Settings = load_settings(args.settings_file, environ={})
+    main(settings, bounded=args.bounded)
