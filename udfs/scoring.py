@@ -59,6 +59,9 @@ class BatchResult:
     reasons: list[str]
     mode: str
     failed_models: tuple[str, ...] = ()
+    """Models that raised or returned NaN on this batch."""
+    open_circuits: tuple[str, ...] = ()
+    """Models skipped because their circuit breaker is open after repeated failures."""
 
     @property
     def degraded(self) -> bool:
@@ -112,10 +115,12 @@ class Scorer:
         fired = self.models.rules.fired(x)
         scores: dict[str, F64] = {stacking.RULES: rules}
         wanted = self.policy.fast_models if self.update_shedding(lag_ms) else stacking.LEARNED
-        failed = []
+        failed, open_circuits = [], []
         for name in stacking.LEARNED:
             if name not in wanted or not self._closed(name):
                 scores[name] = np.full(len(x), np.nan)
+                if name in wanted:
+                    open_circuits.append(name)
                 continue
             result = self._run(name, x)
             if result is None:
@@ -131,7 +136,7 @@ class Scorer:
                 full = False
         if full and probability is not None:
             mode, decision = MODE_FULL, self.models.thresholds.decide(probability)
-        elif self.shedding and not failed:
+        elif self.shedding and not failed and not open_circuits:
             mode = MODE_SHED
             probability = self._fast_probability(scores, rules)
             decision = _stricter(
@@ -140,8 +145,10 @@ class Scorer:
         else:
             mode, probability = MODE_RULES, rules
             decision = self.fallback.decide(rules)
-        reasons = self._reasons(x, fired, mode, tuple(failed))
-        return BatchResult(scores, probability, decision, reasons, mode, tuple(failed))
+        reasons = self._reasons(x, fired, mode, tuple(failed), tuple(open_circuits))
+        return BatchResult(
+            scores, probability, decision, reasons, mode, tuple(failed), tuple(open_circuits)
+        )
 
     def _closed(self, name: str) -> bool:
         breaker = self.breakers.get(name)
@@ -183,11 +190,16 @@ class Scorer:
         fired: npt.NDArray[np.bool_],
         mode: str,
         failed: Sequence[str],
+        open_circuits: Sequence[str],
     ) -> list[str]:
         names = [rule.name for rule in self.models.rules.rules]
         top = self.explainer.top(x, TOP_FEATURES) if self.explainer is not None else None
         extra = (
-            [f"degraded:{mode}", *(f"model_failed:{m}" for m in failed)]
+            [
+                f"degraded:{mode}",
+                *(f"model_failed:{m}" for m in failed),
+                *(f"circuit_open:{m}" for m in open_circuits),
+            ]
             if mode != MODE_FULL
             else []
         )

@@ -98,6 +98,8 @@ def test_a_failing_model_decides_by_rules_and_opens_the_breaker(
     scorer.score(batch, lag_ms=0.0)  # second failure in a row opens the breaker
     skipped = scorer.score(batch, lag_ms=0.0)
     assert skipped.mode == MODE_RULES and skipped.failed_models == ()  # not even tried
+    assert skipped.open_circuits == (stacking.MLP,)
+    assert all(f"circuit_open:{stacking.MLP}" in r for r in skipped.reasons)
     scorer.models = models  # the model is fixed; after the cool-down it is tried again
     clock.now += 1001
     assert scorer.score(batch, lag_ms=0.0).mode == MODE_FULL
