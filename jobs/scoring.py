@@ -10,6 +10,7 @@ Graph::
       -> back to the DataStream API -> DecisionOutputs
       -> decisions (at least once, deterministic decision ids), prediction log (exactly once by
          default), alerts (blocked payments)
+      -> windowed analytics of the decided payments (jobs/analytics.py ``attach``)
 
 Run it with ``riskstream run --job scoring``.
 """
@@ -27,12 +28,13 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from jobs import features as feature_job
+from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
 from riskstream.config import Settings
 from riskstream.errors import ConfigError
 from riskstream.flink_env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
-from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, DecisionOutputs
+from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
 from udfs.feature_rows import COLUMNS, row_type, to_row
 from udfs.score_udf import RESULT_FIELDS, score_function
 from udfs.scoring import ScoringPolicy
@@ -51,6 +53,7 @@ class ScoringSinks:
     alerts: Sink
     dead_letter: Sink
     features: Sink | None = None
+    analytics: AnalyticsSinks | None = None
 
 
 def policy(settings: Settings) -> ScoringPolicy:
@@ -109,6 +112,8 @@ def build(
     decisions.get_side_output(ALERTS_TAG).sink_to(sinks.alerts).uid("scoring-alerts-sink").name(
         "alerts sink"
     )
+    if sinks.analytics is not None:
+        attach(decisions.get_side_output(SCORED_TAG), sinks.analytics, settings)
     return decisions
 
 
@@ -138,6 +143,12 @@ def kafka_sinks(settings: Settings) -> ScoringSinks:
         alerts=sink("alerts", s.decisions_guarantee),
         dead_letter=feature_job.kafka_sink(settings, "dead_letter"),
         features=feature_job.kafka_sink(settings, "features") if s.write_features else None,
+        analytics=AnalyticsSinks(
+            feature_job.kafka_sink(settings, "analytics"),
+            feature_job.kafka_sink(settings, "late_events"),
+        )
+        if s.analytics
+        else None,
     )
 
 

@@ -274,6 +274,7 @@ class ScoringSettings:
     transaction_timeout_ms: int = 600_000
     write_features: bool = False
     linger_ms: int = 0
+    analytics: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Turns a scored row into the job's three outputs: decision, prediction-log record, alert.
+"""Turns a scored row into the job's outputs: decision, prediction-log record, alert, and the
+scored payment the windowed analytics aggregate.
 
 One Python step per payment: the decision goes to the main output (low latency, at least once,
 with a decision id derived from the transaction id and model version so consumers can drop
@@ -21,10 +22,13 @@ from pyflink.datastream import OutputTag, ProcessFunction
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import MAX_REASON_CODES, SCHEMA_VERSION, Decision, PredictionLog
 from training import stacking
+from udfs.analytics.records import ScoredPayment
 from udfs.score_fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
 
 PREDICTION_LOG_TAG = OutputTag("prediction-log", Types.STRING())
 ALERTS_TAG = OutputTag("alerts", Types.STRING())
+SCORED_TAG = OutputTag("scored-payments", Types.PICKLED_BYTE_ARRAY())
+"""Every decided payment as a :class:`ScoredPayment`, with its event time, for the analytics."""
 DECISION_NAMESPACE = uuid.UUID("6f1c3c55-8e53-4d43-9f61-2f6b5b1c2a10")
 FEATURE_SET_VERSION = f"{PAYMENT_FEATURES.name}.v{PAYMENT_FEATURES.version}"
 _ENCODER = msgspec.json.Encoder()
@@ -112,3 +116,15 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         yield PREDICTION_LOG_TAG, _ENCODER.encode(log).decode()
         if decision.decision == BLOCK:
             yield ALERTS_TAG, decision_json
+        yield (
+            SCORED_TAG,
+            ScoredPayment(
+                tx_id,
+                decision.event_time,
+                row["merchant_id"],
+                row["mcc"],
+                float(row["amount"]),
+                decision.decision,
+                probability,
+            ),
+        )

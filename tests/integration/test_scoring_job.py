@@ -6,6 +6,7 @@ goes through validation, the feature stages, the vectorized ONNX scoring UDF and
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import json
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import onnx
 import pytest
@@ -25,12 +27,14 @@ from riskstream.config import Settings, TopicSettings, with_overrides
 from riskstream.errors import SchemaError
 from riskstream.jobrunner import write_settings
 from schemas.feature_set import PAYMENT_FEATURES
+from schemas.records import WindowAnalytics
 from schemas.validation import decode_transaction
 from tests.conftest import create_topic
 from tests.support import read_topic
 from tests.unit.test_training_support import fresh_registry
 from training import registry, stacking
 from training.registry import load_champion
+from udfs.analytics.encode import latest_revisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -43,6 +47,8 @@ ROLES = {
     "decisions": 2,
     "predictions": 1,
     "alerts": 1,
+    "analytics": 1,
+    "late_events": 1,
 }
 NO_SHEDDING_MS = 3_600_000
 # onnxruntime's float32 kernels round differently for different batch sizes (the job scores Arrow
@@ -89,7 +95,14 @@ def _run(settings: Settings) -> Outputs:
     topic = settings.kafka.topic
     return {
         role: [json.loads(v) for v in read_topic(settings, topic(role), read_committed=True)]
-        for role in ("decisions", "predictions", "alerts", "dead_letter")
+        for role in (
+            "decisions",
+            "predictions",
+            "alerts",
+            "dead_letter",
+            "analytics",
+            "late_events",
+        )
     }
 
 
@@ -163,6 +176,26 @@ def test_blocks_raise_alerts_with_reason_codes(
     assert {a["decision_id"] for a in out["alerts"]} == blocked
     decided = [d for d in out["decisions"] if d["reason_codes"]]
     assert any(code.startswith("feature:") for d in decided for code in d["reason_codes"])
+
+
+def test_windowed_analytics_count_the_decisions(healthy: tuple[Settings, Outputs]) -> None:
+    _, out = healthy
+    windows = latest_revisions(msgspec.convert(out["analytics"], list[WindowAnalytics]))
+    merchant = [w for w in windows.values() if w.key_kind == "merchant"]
+    assert merchant
+    decided = {d["transaction_id"]: d["decision"] for d in out["decisions"]}
+    too_late = {e["event_id"] for e in out["late_events"]}
+    counted = sum(w.transactions for w in merchant)
+    # every decided payment is in exactly one merchant window, unless it came too late for it
+    # (a too-late re-send of a counted payment is in both, hence the range)
+    assert counted <= len(decided) <= counted + len(too_late)
+    for w in merchant:  # every payment in the windows was scored
+        assert w.decisions.approve + w.decisions.step_up + w.decisions.block == w.transactions
+    expected = collections.Counter(decided.values())
+    for c in ("approve", "step_up", "block"):
+        in_windows = sum(getattr(w.decisions, c) for w in merchant)
+        assert expected[c] - len(too_late) <= in_windows <= expected[c]
+    assert all(w.mean_score is not None for w in merchant)
 
 
 def _break_model(models: Path, name: str) -> None:

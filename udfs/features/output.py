@@ -32,6 +32,9 @@ class EnrichedFeatures(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     watermark_lag_ms: int
     """Wall clock minus the operator's watermark when the card features were computed (-1: none)."""
     computed_time: int
+    merchant_id: str = ""
+    """The payment's merchant and merchant category, for the windowed analytics downstream."""
+    mcc: str = ""
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -63,6 +66,8 @@ def build(
         late=late,
         watermark_lag_ms=watermark_lag_ms,
         computed_time=computed_time,
+        merchant_id=tx.merchant_id,
+        mcc=tx.mcc,
     )
 
 
