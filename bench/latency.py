@@ -27,7 +27,7 @@ from riskstream.jobrunner import write_settings
 from riskstream.live import DecisionWatcher, LiveFeed, live_topics
 from training.simulator.generate import simulate
 
-RATES = (1_000, 5_000)
+RATES = (200, 1_000, 5_000)  # 200/s shows the latency of an unsaturated job
 WARMUP_S = 10.0
 MEASURE_S = 30.0
 JOB_START_S = 240.0

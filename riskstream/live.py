@@ -97,8 +97,9 @@ class LiveFeed:
                     producer.flush(10)
                     return
                 value = _restamp(line)
-                if value is not line:
-                    self.fraud[json.loads(value)["event_id"]] = bool(tx.fraud[row])
+                event_id = json.loads(value).get("event_id") if value is not line else None
+                if isinstance(event_id, str):
+                    self.fraud[event_id] = bool(tx.fraud[row])
                 producer.produce(topic, value, key=self.sim.entities.cards[tx.card[row]])
                 self.sent += 1
                 if self.sent % PACE_EVERY == 0:
