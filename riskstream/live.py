@@ -36,9 +36,14 @@ PACE_EVERY = 50
 CHUNK = 5_000
 
 
-def live_topics(settings: Settings, prefix: str, partitions: int = 2) -> Settings:
-    """Fresh topics ``<prefix>-<role>`` for one live run (inputs and decisions stamped with
-    append time), and settings pointing at them."""
+def live_topics(
+    settings: Settings,
+    prefix: str,
+    partitions: int = 2,
+    append_time: tuple[str, ...] = ("transactions", "decisions"),
+) -> Settings:
+    """Fresh topics ``<prefix>-<role>`` for one run, those of ``append_time`` stamped by the
+    broker (LogAppendTime), and settings pointing at them."""
     conf: dict[str, Any] = {**settings.kafka.client_config()}
     admin = AdminClient(conf)
     topics = dict(settings.kafka.topics)
@@ -46,7 +51,7 @@ def live_topics(settings: Settings, prefix: str, partitions: int = 2) -> Setting
     for role in LIVE_ROLES:
         name = f"{prefix}-{role.replace('_', '-')}"
         topics[role] = TopicSettings(name, partitions)
-        stamped = role in ("transactions", "decisions")
+        stamped = role in append_time
         new.append(NewTopic(name, partitions, 1, config=LOG_APPEND_TIME if stamped else {}))
     for name, future in admin.create_topics(new).items():
         try:
