@@ -31,7 +31,8 @@ RATES = (200, 1_000, 5_000)  # 200/s shows the latency of an unsaturated job
 WARMUP_S = 10.0
 MEASURE_S = 30.0
 JOB_START_S = 240.0
-TRAFFIC = {"profile": "realistic", "days": 6, "cards": 4_000, "merchants": 500, "seed": 5}
+# Enough payments for warm-up + measurement at the highest rate (5k/s x 40 s = 200k).
+TRAFFIC = {"profile": "realistic", "days": 6, "cards": 20_000, "merchants": 2_000, "seed": 5}
 
 
 def _start_job(settings: Settings, name: str) -> tuple[subprocess.Popen[bytes], FlinkRest, str]:
