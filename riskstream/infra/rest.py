@@ -123,9 +123,3 @@ class FlinkRest:
                 pass
         except (urllib.error.URLError, OSError) as exc:
             raise JobError(f"could not cancel job {job_id} at {self.base_url}: {exc}") from exc
-
-    def latest_checkpoint(self, job_id: str) -> str | None:
-        """External path of the job's latest completed checkpoint, if any."""
-        stats = self._call(f"/jobs/{job_id}/checkpoints")
-        completed = (stats.get("latest") or {}).get("completed")
-        return str(completed["external_path"]) if completed else None
