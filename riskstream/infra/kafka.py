@@ -51,6 +51,18 @@ logger.state.level = warn
 """
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id in Kafka's own format (URL-safe base64 of a UUID, no padding).
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with ``-``: the storage tool's argument parser
+    would read such an id as an option and refuse to format (one in 64 ids did).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     """What ``kafka status`` reports."""
@@ -236,7 +248,7 @@ class LocalKafka:
     def _format_storage(self, java: str, classpath: str) -> None:
         if (self.data_dir / METADATA_FILE).is_file():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         cmd = [
             java,
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import socket
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,7 +18,8 @@ from riskstream.config import Settings, load_settings
 from riskstream.errors import ConfigError, JarError, JavaError, PortInUseError
 from riskstream.flink_env import job_configuration, restore_path
 from riskstream.infra import jars
-from riskstream.infra.kafka import LocalKafka
+from riskstream.infra import kafka as kafka_module
+from riskstream.infra.kafka import LocalKafka, new_cluster_id
 from riskstream.infra.process import free_port, require_java
 
 RISKSTREAM = str(Path(sys.executable).parent / "riskstream")
@@ -134,3 +138,15 @@ def test_restore_path_accepts_rest_locations_and_refuses_missing(tmp_path: Path)
     assert restore_path("s3://bucket/sp") == "s3://bucket/sp"
     with pytest.raises(ConfigError, match="no savepoint or checkpoint at"):
         restore_path(str(tmp_path / "missing"))
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id starting with '-' made kafka-storage read it as an option (a CI run failed on it)."""
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))
+    plain = uuid.UUID(bytes=b"\x10" + bytes(15))
+    draws = iter([dash_first, plain])
+    monkeypatch.setattr(kafka_module, "uuid", SimpleNamespace(uuid4=lambda: next(draws)))
+    assert base64.urlsafe_b64encode(dash_first.bytes).decode().startswith("-")
+    cluster_id = new_cluster_id()
+    assert cluster_id == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
+    assert len(cluster_id) == 22
