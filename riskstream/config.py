@@ -164,6 +164,12 @@ class FeatureJobSettings:
     dedup_horizon_ms: int = 86_400_000
     profile_retention_ms: int = 7_776_000_000
     buffer_timeout_ms: int = 5
+    start_timestamp_ms: int = 0
+    """Kafka sources start at each partition's first record with a timestamp >= this (epoch ms);
+    0: the earliest offsets. Set by ``riskstream replay``."""
+    stop_timestamp_ms: int = 0
+    """Bounded runs stop before each partition's first record with a timestamp >= this (epoch
+    ms); 0: at the end offsets when the job starts."""
 
 
 @dataclass(frozen=True)
