@@ -74,19 +74,30 @@ def feature_params(settings: Settings) -> FeatureParams:
 def kafka_source(
     settings: Settings, role: str, bounded: bool = False, group_id: str | None = None
 ) -> KafkaSource:
-    """A string source over the topic of ``role``, from the earliest offset (committed on
-    checkpoints under ``group_id``, default ``features.group_id``); ``bounded`` stops at the
-    offsets latest at start."""
+    """A string source over the topic of ``role``, from the earliest offset or, with
+    ``features.start_timestamp_ms``, from each partition's first record stamped at or after it
+    (offsets committed on checkpoints under ``group_id``, default ``features.group_id``);
+    ``bounded`` stops at the offsets latest at start or, with ``features.stop_timestamp_ms``,
+    before each partition's first record stamped at or after it."""
+    f = settings.features
     builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(settings.kafka.bootstrap)
         .set_topics(settings.kafka.topic(role))
-        .set_group_id(group_id or settings.features.group_id)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_group_id(group_id or f.group_id)
+        .set_starting_offsets(
+            KafkaOffsetsInitializer.timestamp(f.start_timestamp_ms)
+            if f.start_timestamp_ms
+            else KafkaOffsetsInitializer.earliest()
+        )
         .set_value_only_deserializer(SimpleStringSchema())
     )
     if bounded:
-        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+        builder = builder.set_bounded(
+            KafkaOffsetsInitializer.timestamp(f.stop_timestamp_ms)
+            if f.stop_timestamp_ms
+            else KafkaOffsetsInitializer.latest()
+        )
     return builder.build()
 
 

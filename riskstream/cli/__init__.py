@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "riskstream.cli.simulate_cmd",
     "riskstream.cli.analytics_cmd",
     "riskstream.cli.backfill_cmd",
+    "riskstream.cli.replay_cmd",
     "riskstream.cli.train_cmd",
 )
 EXIT_USER_ERROR = 2
