@@ -9,6 +9,9 @@ watermarks (the scoring job calls it on its scored stream)::
     window results (both stages) -> analytics topic      (WindowAnalytics JSON, revisioned)
     too-late payments            -> late-events topic    (how late, which window)
 
+Both topics are written exactly once by default (Kafka transactions committed on checkpoints:
+read them with ``isolation.level=read_committed``).
+
 The standalone job (``riskstream run --job analytics``) reads the transactions topic with the
 feature job's source, watermarks (per partition, with idleness) and validator, and counts every
 payment as unscored (``decision=None, score=None``).
@@ -22,12 +25,13 @@ from dataclasses import dataclass
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaSink, KafkaSource
 
 from jobs import features
 from jobs.entry import run_job_script
 from riskstream.config import Settings, with_overrides
-from riskstream.errors import JobError
+from riskstream.errors import ConfigError, JobError
 from riskstream.flink_env import create_env
 from udfs.analytics.records import unscored
 from udfs.analytics.stages import (
@@ -130,10 +134,28 @@ def kafka_source(settings: Settings, bounded: bool = False) -> KafkaSource:
 
 
 def kafka_sinks(settings: Settings) -> AnalyticsSinks:
-    """At-least-once sinks to the analytics, late-events and dead-letter topics."""
+    """Sinks to the analytics and late-events topics with ``analytics.guarantee`` (exactly once by
+    default: Kafka transactions under ``analytics.transactional_id_prefix``, committed on
+    checkpoints), and an at-least-once dead-letter sink."""
+    a = settings.analytics
+    conf: dict[str, str] = {}
+    if a.guarantee == DeliveryGuarantee.EXACTLY_ONCE.name:
+        if settings.checkpoint.interval_ms <= 0:
+            raise ConfigError(
+                "analytics.guarantee EXACTLY_ONCE needs checkpointing (checkpoint.interval_ms > 0):"
+                " its output becomes visible when a checkpoint completes; or set "
+                "analytics.guarantee=AT_LEAST_ONCE"
+            )
+        conf = {"transaction.timeout.ms": str(a.transaction_timeout_ms)}
+
+    def sink(role: str) -> KafkaSink:
+        return features.kafka_sink(
+            settings, role, a.guarantee, a.transactional_id_prefix, producer_config=conf
+        )
+
     return AnalyticsSinks(
-        analytics=features.kafka_sink(settings, "analytics"),
-        late_events=features.kafka_sink(settings, "late_events"),
+        analytics=sink("analytics"),
+        late_events=sink("late_events"),
         dead_letter=features.kafka_sink(settings, "dead_letter"),
     )
 

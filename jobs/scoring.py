@@ -10,7 +10,8 @@ Graph::
       -> back to the DataStream API -> DecisionOutputs
       -> decisions (at least once, deterministic decision ids), prediction log (exactly once by
          default), alerts (blocked payments)
-      -> windowed analytics of the decided payments (jobs/analytics.py ``attach``)
+      -> windowed analytics of the decided payments (jobs/analytics.py ``attach``; analytics and
+         late-events topics exactly once by default)
 
 Run it with ``riskstream run --job scoring``.
 """
@@ -121,9 +122,9 @@ def kafka_sinks(settings: Settings) -> ScoringSinks:
     """The Kafka sinks, with the configured delivery guarantees."""
     s = settings.scoring
     exactly_once = "EXACTLY_ONCE"
-    if exactly_once in (s.decisions_guarantee, s.prediction_log_guarantee) and (
-        settings.checkpoint.interval_ms <= 0
-    ):
+    guarantees = [s.decisions_guarantee, s.prediction_log_guarantee]
+    guarantees += [s.analytics_guarantee] if s.analytics else []
+    if exactly_once in guarantees and settings.checkpoint.interval_ms <= 0:
         raise ConfigError(
             "scoring: an EXACTLY_ONCE sink needs checkpointing (checkpoint.interval_ms > 0); "
             "its output becomes visible when a checkpoint completes"
@@ -144,8 +145,7 @@ def kafka_sinks(settings: Settings) -> ScoringSinks:
         dead_letter=feature_job.kafka_sink(settings, "dead_letter"),
         features=feature_job.kafka_sink(settings, "features") if s.write_features else None,
         analytics=AnalyticsSinks(
-            feature_job.kafka_sink(settings, "analytics"),
-            feature_job.kafka_sink(settings, "late_events"),
+            sink("analytics", s.analytics_guarantee), sink("late_events", s.analytics_guarantee)
         )
         if s.analytics
         else None,

@@ -258,6 +258,10 @@ class AnalyticsSettings:
     global_window_ms: int = 60_000
     group_id: str = "riskstream-analytics"
     source: str = "riskstream-analytics"
+    guarantee: str = "EXACTLY_ONCE"
+    """Delivery of the standalone job's analytics and late-events topics."""
+    transactional_id_prefix: str = "riskstream-analytics"
+    transaction_timeout_ms: int = 600_000
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,7 @@ class ScoringSettings:
     source_name: str = "riskstream-scoring"
     decisions_guarantee: str = "AT_LEAST_ONCE"
     prediction_log_guarantee: str = "EXACTLY_ONCE"
+    analytics_guarantee: str = "EXACTLY_ONCE"
     transactional_id_prefix: str = "riskstream-scoring"
     transaction_timeout_ms: int = 600_000
     write_features: bool = False

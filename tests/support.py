@@ -41,7 +41,12 @@ def produce_json(
 def read_topic(
     settings: Settings, topic: str, timeout_s: float = 30.0, read_committed: bool = False
 ) -> list[bytes]:
-    """Every record value in ``topic`` from the beginning up to its current end offsets."""
+    """Every record value in ``topic`` from the beginning up to its current end offsets.
+
+    ``read_committed`` skips records of open and aborted Kafka transactions (the exactly-once
+    outputs); the end offsets are then the last stable offsets. A partition is done when the
+    consumer's position reaches its end, since transaction markers take offsets but are never
+    delivered."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap,
@@ -64,7 +69,11 @@ def read_topic(
         deadline = time.monotonic() + timeout_s
         while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
             message = consumer.poll(POLL_S)
-            if message is None or message.error() is not None:
+            if message is None:
+                for tp in consumer.position(consumer.assignment()):
+                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
+                continue
+            if message.error() is not None:
                 continue
             value, partition, offset = message.value(), message.partition(), message.offset()
             if value is None or partition is None or offset is None:

@@ -1,15 +1,16 @@
 """``riskstream analytics tail``: current windows from the analytics topic, newest revision only.
 
-Reads the analytics topic from the beginning to its current end, keeps the highest revision of
-every window (what any consumer of the topic must do: a higher revision supersedes the earlier
-results of its window) and prints the most recent windows of one merchant, one MCC or the global
-view.
+Reads the analytics topic's committed records (the jobs write it in Kafka transactions) from the
+beginning to its current end, keeps the highest revision of every window (what any consumer of the
+topic must do: a higher revision supersedes the earlier results of its window) and prints the most
+recent windows of one merchant, one MCC or the global view.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -97,6 +98,7 @@ def read_analytics(settings: Settings) -> list[WindowAnalytics]:
             "group.id": f"riskstream-analytics-tail-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
         }
     )
     try:
@@ -110,10 +112,17 @@ def read_analytics(settings: Settings) -> list[WindowAnalytics]:
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         positions = dict.fromkeys(ends, 0)
         records: list[WindowAnalytics] = []
+        deadline = time.monotonic() + READ_TIMEOUT_S
         while any(positions[p] < ends[p] for p in ends):
-            message = consumer.poll(READ_TIMEOUT_S)
+            message = consumer.poll(POLL_S)
             if message is None:
-                raise ServiceError(f"no progress reading {topic!r} for {READ_TIMEOUT_S:.0f} s")
+                # transaction markers take offsets but are never delivered: go by the position
+                for tp in consumer.position(consumer.assignment()):
+                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"no progress reading {topic!r} for {READ_TIMEOUT_S:.0f} s")
+                continue
+            deadline = time.monotonic() + READ_TIMEOUT_S
             if message.error() is not None:
                 continue
             value, partition, offset = message.value(), message.partition(), message.offset()

@@ -72,7 +72,7 @@ def job_settings(
         base,
         kafka={"topics": topics},
         features={"out_of_orderness_ms": 0, "idleness_ms": idleness_ms},
-        analytics={"group_id": f"{name}-group"},
+        analytics={"group_id": f"{name}-group", "transactional_id_prefix": f"{name}-tx"},
     )
 
 
@@ -112,11 +112,17 @@ class Feed:
 
 
 def results(settings: Settings) -> list[WindowAnalytics]:
-    return [decode_window(v) for v in read_topic(settings, settings.kafka.topic("analytics"))]
+    return [
+        decode_window(v)
+        for v in read_topic(settings, settings.kafka.topic("analytics"), read_committed=True)
+    ]
 
 
 def late_events(settings: Settings) -> list[LateEvent]:
-    return [decode_late(v) for v in read_topic(settings, settings.kafka.topic("late_events"))]
+    return [
+        decode_late(v)
+        for v in read_topic(settings, settings.kafka.topic("late_events"), read_committed=True)
+    ]
 
 
 def wait_for(what: str, check: Callable[[], Any]) -> Any:

@@ -39,7 +39,10 @@ def _settings(base: Settings, parallelism: int) -> Settings:
         base,
         kafka={"topics": topics},
         features={"out_of_orderness_ms": 5_000, "idleness_ms": 30_000},
-        analytics={"group_id": f"an-sim{parallelism}-group"},
+        analytics={
+            "group_id": f"an-sim{parallelism}-group",
+            "transactional_id_prefix": f"an-sim{parallelism}-tx",
+        },
         flink={"parallelism": parallelism},
         simulator={
             "days": 2,
@@ -74,8 +77,14 @@ def test_final_revisions_equal_offline_windows(
     payments = _topic_payments(settings)
     params = window_params(settings)
     offline = final_windows(payments, params)
-    results = [decode_window(v) for v in read_topic(settings, settings.kafka.topic("analytics"))]
-    late = [decode_late(v) for v in read_topic(settings, settings.kafka.topic("late_events"))]
+    results = [
+        decode_window(v)
+        for v in read_topic(settings, settings.kafka.topic("analytics"), read_committed=True)
+    ]
+    late = [
+        decode_late(v)
+        for v in read_topic(settings, settings.kafka.topic("late_events"), read_committed=True)
+    ]
 
     # A payment is missing from the windows iff every copy of it came too late (all copies of an
     # event share a card, hence a partition, so the job saw them in topic order).
