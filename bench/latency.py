@@ -11,6 +11,7 @@ Run from the repo root: ``python -m bench.latency``; writes ``bench/results/late
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import subprocess
 import sys
@@ -31,6 +32,8 @@ RATES = (200, 1_000, 5_000)  # 200/s shows the latency of an unsaturated job
 WARMUP_S = 10.0
 MEASURE_S = 30.0
 JOB_START_S = 240.0
+# Where the latency goes (riskstream.live.stage_split).
+STAGES = ("features", "scoring", "output")
 # Enough payments for warm-up + measurement at the highest rate (5k/s x 40 s = 200k).
 TRAFFIC = {"profile": "realistic", "days": 6, "cards": 20_000, "merchants": 2_000, "seed": 5}
 
@@ -74,6 +77,7 @@ def measure(base: Settings, rate: int) -> dict[str, Any]:
         time.sleep(5.0)
         watcher.stop()
         lat = np.array(watcher.latencies_ms[skip:])
+        stages = np.array(watcher.stage_ms[skip:]).reshape(-1, len(STAGES))
         return {
             "rate_per_s": rate,
             "sent_per_s": sent / MEASURE_S,
@@ -81,20 +85,38 @@ def measure(base: Settings, rate: int) -> dict[str, Any]:
             "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
             "p95_ms": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+            **{
+                f"{stage}_p50_ms": float(np.percentile(stages[:, i], 50))
+                if len(stages)
+                else float("nan")
+                for i, stage in enumerate(STAGES)
+            },
         }
     finally:
         rest.cancel(job_id)
         job.wait(timeout=60)
 
 
-def main() -> None:
-    """Run and report."""
+def main(argv: list[str] | None = None) -> None:
+    """Run and report; ``--rates`` measures other rates (results are written only for the
+    default rates, so a diagnostic run never replaces the committed figures)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
+    parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
+    rates = parser.parse_args(argv).rates
     with private_settings("latency") as settings, private_broker(settings):
         ensure_champion(settings)
-        results = [measure(settings, rate) for rate in RATES]
+        results = [measure(settings, rate) for rate in rates]
         print(
             table(
-                ["target rate/s", "sent/s", "decisions", "p50 ms", "p95 ms", "p99 ms"],
+                [
+                    "target rate/s",
+                    "sent/s",
+                    "decisions",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    *(f"p50 {stage} ms" for stage in STAGES),
+                ],
                 [
                     [
                         r["rate_per_s"],
@@ -103,6 +125,7 @@ def main() -> None:
                         r["p50_ms"],
                         r["p95_ms"],
                         r["p99_ms"],
+                        *(r[f"{stage}_p50_ms"] for stage in STAGES),
                     ]
                     for r in results
                 ],
@@ -112,6 +135,9 @@ def main() -> None:
         for r in results:
             for q in ("p50_ms", "p95_ms", "p99_ms"):
                 figures[f"rate{r['rate_per_s']}_{q}"] = r[q]
+        if sorted(rates) != sorted(RATES):
+            print("diagnostic rates: results not written")
+            return
         flink = settings.flink
         path = write_results(
             "latency",

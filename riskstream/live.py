@@ -5,7 +5,8 @@ decisions come back.
 duplicates and malformed records), re-stamps each valid payment with the current time as its event
 time and sends it at a fixed rate. :class:`DecisionWatcher` reads the decisions topic and measures,
 for every first decision of a payment, the time from the payment's Kafka append time to the
-decision's append time (both topics use ``LogAppendTime``).
+decision's append time (both topics use ``LogAppendTime``), and how it splits into ingest and
+features, scoring, and output.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class DecisionWatcher:
     settings: Settings
     feed: LiveFeed | None = None
     latencies_ms: list[float] = field(default_factory=list)
+    stage_ms: list[tuple[float, float, float]] = field(default_factory=list)
     classes: Counter[str] = field(default_factory=Counter)
     degraded: int = 0
     caught: int = 0
@@ -185,6 +187,7 @@ class DecisionWatcher:
             self.seen.add(tx_id)
             if sent_ms is not None:
                 self.latencies_ms.append(float(appended_ms - sent_ms))
+                self.stage_ms.append(stage_split(decision, sent_ms, appended_ms))
             self.classes[decision["decision"]] += 1
             self.degraded += bool(decision["degraded"])
             if self.feed is not None and self.feed.fraud.get(tx_id):
@@ -197,6 +200,23 @@ class DecisionWatcher:
         """Latency percentile so far (ms); NaN before the first decision."""
         with self._lock:
             return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def stage_split(
+    decision: dict[str, Any], sent_ms: int, appended_ms: int
+) -> tuple[float, float, float]:
+    """Where one decision's latency went: (ingest + features, scoring + decide, output), in ms.
+
+    The decision carries ``received_time`` (the wall clock when its features were computed) and
+    ``processing_latency_ms`` (from then to the decision); the rest is the sink and the broker.
+    """
+    features_done = int(decision["received_time"])
+    decided = features_done + int(decision["processing_latency_ms"])
+    return (
+        float(features_done - sent_ms),
+        float(decided - features_done),
+        float(appended_ms - decided),
+    )
 
 
 class _AppendTimes:
