@@ -111,7 +111,12 @@ class LocalCluster:
         Flink's daemon script names pid files ``flink-$USER-<role>.pid``; a pid counts only if its
         command line names our config directory and the role's main class.
         """
-        pids: dict[str, int] = {}
+        return dict(self.all_pids())
+
+    def all_pids(self) -> list[tuple[str, int]]:
+        """(role, pid) of every live process of our cluster, in start order (a replacement
+        TaskManager comes after the one it replaced)."""
+        found: list[tuple[str, int]] = []
         for role, main_class in DAEMON_MARKERS.items():
             for pid_file in self.pid_dir.glob(f"*-{role}.pid"):
                 for raw in pid_file.read_text().split():
@@ -119,8 +124,8 @@ class LocalCluster:
                     if process.process_matches(pid, main_class) and process.process_matches(
                         pid, self.conf_dir.as_posix()
                     ):
-                        pids[role] = pid
-        return pids
+                        found.append((role, pid))
+        return found
 
     def write_config(self) -> Path:
         """Write ``<run_dir>/flink/conf`` from the pip distribution's defaults and our settings."""
@@ -186,20 +191,11 @@ class LocalCluster:
         )
         self.write_config()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        bin_dir = flink_home() / "bin"
-        env = self.environment()
         for script in ("jobmanager.sh", "taskmanager.sh"):
-            done = subprocess.run(
-                ["bash", str(bin_dir / script), "start"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            if done.returncode != 0:
+            failure = self._start_daemon(script)
+            if failure:
                 self.stop()
-                raise ServiceError(f"{script} start failed: {(done.stdout + done.stderr)[-2000:]}")
+                raise ServiceError(failure)
         try:
             process.wait_until(
                 lambda: self._slots()[0] >= 1, flink.start_timeout_s, f"Flink at {self.rest_url}"
@@ -213,10 +209,57 @@ class LocalCluster:
             ) from None
         return self.running_pids()
 
+    def _start_daemon(self, script: str) -> str:
+        """Run ``<script> start`` with our config; returns an error message, empty on success."""
+        done = subprocess.run(
+            ["bash", str(flink_home() / "bin" / script), "start"],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            return f"{script} start failed: {(done.stdout + done.stderr)[-2000:]}"
+        return ""
+
+    def taskmanager_ids(self) -> set[str]:
+        """Ids of the TaskManagers registered with the JobManager (a killed one stays listed
+        until its heartbeats fail)."""
+        answer = self._get("/taskmanagers") or {}
+        return {str(tm["id"]) for tm in answer.get("taskmanagers", [])}
+
+    def start_taskmanager(self) -> int:
+        """Start one more TaskManager with the cluster's config (e.g. to replace a lost one) and
+        wait until it has registered; returns its pid. The JobManager must be running."""
+        if "standalonesession" not in self.running_pids():
+            raise ServiceError(
+                f"no JobManager of our cluster runs at {self.rest_url}; start the whole cluster "
+                "with `riskstream cluster start`"
+            )
+        before = self.taskmanager_ids()
+        failure = self._start_daemon("taskmanager.sh")
+        if failure:
+            raise ServiceError(failure)
+        timeout_s = self.settings.flink.start_timeout_s
+        try:
+            process.wait_until(
+                lambda: bool(self.taskmanager_ids() - before), timeout_s, "the new TaskManager"
+            )
+        except ServiceError:
+            logs = "\n".join(
+                process.tail(p, 10) for p in sorted(self.log_dir.glob("*taskexecutor*.log"))
+            )
+            raise ServiceError(
+                f"a new TaskManager did not register at {self.rest_url} within {timeout_s:.0f} s; "
+                f"logs in {self.log_dir}:\n{logs}"
+            ) from None
+        return self.running_pids()["taskexecutor"]
+
     def stop(self) -> bool:
         """Stop our JobManager and TaskManager(s); returns False if none was running."""
-        pids = self.running_pids()
-        for pid in pids.values():
+        pids = self.all_pids()
+        for _role, pid in pids:
             process.terminate(pid, self.conf_dir.as_posix())
         for pid_file in self.pid_dir.glob("*.pid"):
             pid_file.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""A small client of Flink's REST API: list jobs, stop with a savepoint, read checkpoints.
+"""A small client of Flink's REST API: list jobs, stop with a savepoint, read checkpoints and
+metrics.
 
 Both targets expose the same API: the standalone cluster on ``flink.rest_port`` and a mini-cluster
 run (``riskstream run``) on ``flink.local_rest_port``, so operations work the same on either.
@@ -29,6 +30,21 @@ class JobInfo:
     job_id: str
     name: str
     state: str
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    """A job's checkpoints as ``/jobs/<id>/checkpoints`` reports them (sizes in bytes)."""
+
+    completed: int
+    failed: int
+    restored: int
+    latest_id: int | None
+    latest_duration_ms: int
+    latest_state_bytes: int
+    latest_checkpointed_bytes: int
+    restored_id: int | None
+    """The checkpoint the job last restored from after a failure (None: never restored)."""
 
 
 class FlinkRest:
@@ -112,6 +128,41 @@ class FlinkRest:
         """Whether every task of the job is running (operators opened, models loaded)."""
         vertices = self._call(f"/jobs/{job_id}").get("vertices", [])
         return bool(vertices) and all(v.get("status") == RUNNING for v in vertices)
+
+    def checkpoints(self, job_id: str) -> CheckpointStats:
+        """Checkpoint counts and the latest completed / restored checkpoint of a job."""
+        answer = self._call(f"/jobs/{job_id}/checkpoints")
+        counts = answer.get("counts", {})
+        latest = answer.get("latest") or {}
+        completed = latest.get("completed") or {}
+        restored = latest.get("restored") or {}
+        return CheckpointStats(
+            completed=int(counts.get("completed", 0)),
+            failed=int(counts.get("failed", 0)),
+            restored=int(counts.get("restored", 0)),
+            latest_id=int(completed["id"]) if completed else None,
+            latest_duration_ms=int(completed.get("end_to_end_duration", 0)),
+            latest_state_bytes=int(completed.get("state_size", 0)),
+            latest_checkpointed_bytes=int(completed.get("checkpointed_size", 0)),
+            restored_id=int(restored["id"]) if restored else None,
+        )
+
+    def job_metric(self, job_id: str, name: str) -> float | None:
+        """A job-level metric (e.g. ``numRestarts``); None if the job does not report it yet."""
+        answer = self._call_list(f"/jobs/{job_id}/metrics?get={name}")
+        for metric in answer:
+            if metric.get("id") == name:
+                return float(metric["value"])
+        return None
+
+    def _call_list(self, path: str) -> list[dict[str, Any]]:
+        request = urllib.request.Request(self.base_url + path)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as answer:
+                loaded: list[dict[str, Any]] = json.loads(answer.read() or b"[]")
+                return loaded
+        except (urllib.error.URLError, OSError) as exc:
+            raise JobError(f"Flink REST {path} at {self.base_url} failed: {exc}") from exc
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job (no savepoint)."""
