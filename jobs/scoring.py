@@ -43,6 +43,7 @@ from udfs.scoring import ScoringPolicy
 JOB_NAME = "riskstream-scoring"
 ROWTIME = "rowtime"
 SCORE = "s"
+BUNDLE_TIME_OPTION = "python.fn-execution.bundle.time"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def build(
         .name("features as rows")
     )
     t_env = StreamTableEnvironment.create(env)
+    # Only the Table API's Python operator (the scoring UDF) reads the table config.
+    t_env.get_config().set(BUNDLE_TIME_OPTION, str(settings.scoring.bundle_time_ms))
     table = t_env.from_data_stream(
         rows,
         Schema.new_builder()

@@ -285,6 +285,7 @@ class ScoringSettings:
     transaction_timeout_ms: int = 600_000
     write_features: bool = False
     linger_ms: int = 0
+    bundle_time_ms: int = 10
     analytics: bool = True
 
 
