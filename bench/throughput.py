@@ -26,7 +26,7 @@ from training.simulator.generate import simulate
 from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
 
-TRAFFIC = {"profile": "realistic", "days": 6, "cards": 3_000, "merchants": 400, "seed": 9}
+TRAFFIC = {"profile": "realistic", "days": 6, "cards": 6_000, "merchants": 800, "seed": 9}
 NO_SHEDDING_MS = 3_600_000
 LOW_Q, HIGH_Q = 10, 90
 
