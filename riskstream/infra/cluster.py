@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ DAEMON_MARKERS = {
     "taskexecutor": "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
 }
 REST_TIMEOUT_S = 5.0
+WORKER_EXIT_S = 15.0
 # Thread-mode Python (pemja) loads libpython once per JVM. If each job's class loader brings its own
 # copy of pemja (from the flink-python jar shipped with the job), the second job on a TaskManager
 # fails on Java 17 with "NoSuchFieldException: loadedLibraryNames" (FLINK-37727). So the cluster
@@ -75,8 +79,10 @@ class ClusterStatus:
 class LocalCluster:
     """Start, stop and inspect the local session cluster described by ``settings``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, extra_config: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
+        self.extra_config = dict(extra_config or {})
+        """Flink options written into ``config.yaml`` over ours (e.g. heartbeat timing)."""
         self.home = settings.paths.run / "flink"
         self.conf_dir = self.home / "conf"
         self.log_dir = self.home / "log"
@@ -152,6 +158,7 @@ class LocalCluster:
             "web.tmpdir": str(self.home / "web"),
             "classloader.parent-first-patterns.additional": PARENT_FIRST_PATTERNS,
             **job_configuration(self.settings),
+            **self.extra_config,
         }
         for key, value in values.items():
             _set_flat(document, key, value)
@@ -255,6 +262,24 @@ class LocalCluster:
                 f"logs in {self.log_dir}:\n{logs}"
             ) from None
         return self.running_pids()["taskexecutor"]
+
+    def kill_taskmanager(self) -> int:
+        """SIGKILL our (newest) TaskManager, as a lost machine or an OOM kill would; returns its
+        pid. Its process-mode Python workers go with it (any that linger are killed too)."""
+        pid = self.running_pids().get("taskexecutor")
+        if pid is None:
+            raise ServiceError(f"no TaskManager of our cluster runs at {self.rest_url}")
+        workers = process.descendants(pid)
+        os.kill(pid, signal.SIGKILL)
+        marker = self.conf_dir.as_posix()
+        process.wait_until(lambda: not process.process_matches(pid, marker), 10, f"TM {pid} to die")
+        deadline = time.monotonic() + WORKER_EXIT_S
+        for worker in workers:
+            while process.process_matches(worker, "") and time.monotonic() < deadline:
+                time.sleep(process.POLL_INTERVAL_S)
+            if process.process_matches(worker, ""):
+                os.kill(worker, signal.SIGKILL)
+        return pid
 
     def stop(self) -> bool:
         """Stop our JobManager and TaskManager(s); returns False if none was running."""

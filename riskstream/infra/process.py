@@ -127,6 +127,24 @@ def process_matches(pid: int, marker: str) -> bool:
     return state != "Z" and marker in cmdline
 
 
+def descendants(pid: int) -> list[int]:
+    """Pids of every live process below ``pid`` (children, grandchildren, ...)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def terminate(pid: int, marker: str, grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM ``pid`` (only if it is still ours), then SIGKILL after ``grace_s``."""
     if not process_matches(pid, marker):
