@@ -1,0 +1,374 @@
+"""Benchmark: recovery from a lost TaskManager, and checkpoints of 100k cards of state.
+
+Starts a private broker and a private standalone cluster (free ports, temporary run dir), trains a
+small champion, and submits the scoring job (parallelism 1, RocksDB incremental checkpoints every
+``CHECKPOINT_MS``). Then:
+
+1. **checkpoint size and duration**: one valid payment for each of ``CARDS`` distinct cards
+   (the feature stages run about 1-2k events/s here, so one payment per card keeps the run short);
+   once every payment is decided, the next completed checkpoints' end-to-end duration, full state
+   size and incrementally checkpointed size are read from ``/jobs/<id>/checkpoints``;
+2. **recovery**: live payments at ``RATE_PER_S`` (event time = now), then the TaskManager is
+   SIGKILLed and a new one is started at once (as an operator or Kubernetes would). recovery_s is
+   the time from the kill to the first decision of a payment sent after the kill (also reported:
+   to the first decision of any payment appended after it). Payments and decisions use
+   LogAppendTime, so times are the broker's.
+
+The JobManager notices a dead TaskManager when heartbeat RPCs to it fail
+(``heartbeat.rpc-failure-threshold`` = 2 in a row, every ``heartbeat.interval``); the bench runs
+the cluster with a 1 s interval (Flink's default is 10 s, so detection alone takes ~20 s).
+
+Run from the repo root: ``python -m bench.recovery``; writes ``bench/results/recovery.json``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from confluent_kafka import Consumer, Producer
+
+from bench.common import private_broker, private_settings, table, write_results
+from riskstream import jobrunner
+from riskstream.config import Settings, with_overrides
+from riskstream.demo import ensure_champion
+from riskstream.infra.cluster import LocalCluster
+from riskstream.infra.process import free_port
+from riskstream.infra.rest import CheckpointStats, FlinkRest
+from riskstream.live import live_topics
+from schemas.records import Transaction
+
+JOB = "riskstream-scoring"
+CARDS = 100_000
+TERMINALS = 30_000
+RATE_PER_S = 50.0
+BEFORE_KILL_S = 10.0
+CHECKPOINT_MS = 5_000
+NO_SHEDDING_MS = 3_600_000
+HEARTBEAT = {"heartbeat.interval": "1000", "heartbeat.timeout": "10000"}
+# A restart while no TaskManager is registered fails at once (NoResourceAvailableException) and
+# uses up an attempt: attempts x delay must outlast the replacement TaskManager's start.
+RESTART_ATTEMPTS = 120
+RESTART_DELAY_MS = 1000
+JOB_START_S = 300.0
+BACKLOG_S = 600.0
+RECOVERY_S = 180.0
+CHECKPOINT_WAIT_S = 120.0
+POLL_S = 0.2
+TARGET_RECOVERY_S = 10.0
+
+
+def payment(rng: random.Random, card: int) -> Transaction:
+    """A valid payment of ``card``, event time now; 40% online with the card's own device."""
+    online = rng.random() < 0.4
+    return Transaction(
+        event_id=f"r-{uuid.uuid4().hex}",
+        event_time=int(time.time() * 1000),
+        schema_version=1,
+        source="bench-recovery",
+        correlation_id=f"r-{card}",
+        card_id=f"card-{card:06d}",
+        customer_id=f"cust-{card:06d}",
+        merchant_id=f"m-{card % TERMINALS:05d}",
+        terminal_id=f"term-{rng.randrange(TERMINALS):05d}",
+        mcc=rng.choice(("5411", "5812", "5999", "7995")),
+        amount=round(rng.uniform(1, 200), 2),
+        currency="EUR",
+        channel="online" if online else "card_present",
+        latitude=round(50 + rng.random(), 4),
+        longitude=round(4 + rng.random(), 4),
+        device_id=f"dev-{card:06d}" if online else None,
+    )
+
+
+class Sender:
+    """Produces payments; remembers when each was handed to the producer (wall ms)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.kafka.topic("transactions")
+        self.producer = Producer({**settings.kafka.client_config(), "linger.ms": "0"})
+        self.rng = random.Random(11)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send(self, tx: Transaction) -> None:
+        """Produce one payment keyed by card."""
+        while True:
+            try:
+                self.producer.produce(self.topic, msgspec.json.encode(tx), key=tx.card_id)
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.sent += 1
+        if self.sent % 100 == 0:
+            self.producer.poll(0)
+
+    def backlog(self, cards: int) -> None:
+        """One payment for each card, as fast as the producer takes them."""
+        for card in range(cards):
+            self.send(payment(self.rng, card))
+        self.producer.flush(60)
+
+    def start_paced(self, rate: float) -> None:
+        """Live payments of random known cards at ``rate`` per second until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._paced, args=(rate,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the paced feed and flush."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.producer.flush(30)
+
+    def _paced(self, rate: float) -> None:
+        started, n = time.monotonic(), 0
+        while not self._stop.is_set():
+            self.send(payment(self.rng, self.rng.randrange(CARDS)))
+            self.producer.poll(0)
+            n += 1
+            ahead = started + n / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+class Decisions:
+    """Reads the decisions topic: (append ms, transaction id) of every record, and the append
+    time of every payment (the transactions topic), in background threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.decided: list[tuple[int, str]] = []
+        self.distinct: set[str] = set()
+        self.payments: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._read, args=("decisions",), daemon=True),
+            threading.Thread(target=self._read, args=("transactions",), daemon=True),
+        ]
+
+    def start(self) -> None:
+        """Start both readers."""
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop both readers."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def count(self) -> int:
+        """Distinct payments decided so far."""
+        with self._lock:
+            return len(self.distinct)
+
+    def first_after(self, t_ms: int, sent_after: bool) -> int | None:
+        """Append time of the first decision appended after ``t_ms`` (``sent_after``: of a
+        payment itself appended after ``t_ms``)."""
+        with self._lock:
+            times = [
+                at
+                for at, tx in self.decided
+                if at > t_ms and (not sent_after or self.payments.get(tx, 0) > t_ms)
+            ]
+        return min(times) if times else None
+
+    def _read(self, role: str) -> None:
+        kafka = self.settings.kafka
+        consumer = Consumer(
+            {
+                **kafka.client_config(),
+                "group.id": f"bench-recovery-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([kafka.topic(role)])
+        decoder = msgspec.json.Decoder()
+        try:
+            while not self._stop.is_set():
+                for message in consumer.consume(1000, timeout=POLL_S):
+                    value = message.value()
+                    if message.error() is not None or value is None:
+                        continue
+                    at = message.timestamp()[1]
+                    if role == "decisions":
+                        tx = decoder.decode(value)["transaction_id"]
+                        with self._lock:
+                            self.decided.append((at, tx))
+                            self.distinct.add(tx)
+                    else:
+                        event_id = decoder.decode(value)["event_id"]
+                        with self._lock:
+                            self.payments[event_id] = at
+        finally:
+            consumer.close()
+
+
+def _wait(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _next_checkpoints(rest: FlinkRest, job_id: str, count: int) -> list[CheckpointStats]:
+    """The next ``count`` completed checkpoints, as each completes."""
+    seen: list[CheckpointStats] = []
+    last = rest.checkpoints(job_id).latest_id or 0
+    deadline = time.monotonic() + count * CHECKPOINT_WAIT_S
+    while len(seen) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} checkpoints completed in time: {seen}")
+        stats = rest.checkpoints(job_id)
+        if (stats.latest_id or 0) > last:
+            seen.append(stats)
+            last = stats.latest_id or 0
+        time.sleep(POLL_S)
+    return seen
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    """Start the cluster and the job, measure, stop; returns the figures and details."""
+    cluster = LocalCluster(settings, extra_config=HEARTBEAT)
+    cluster.start()
+    rest = FlinkRest(cluster.rest_url)
+    decisions = Decisions(settings)
+    sender = Sender(settings)
+    job_id = ""
+    try:
+        jobrunner.submit_to_cluster(settings, "scoring", detached=True)
+        job_id = rest.running_job(name=JOB).job_id
+        _wait(lambda: rest.tasks_running(job_id), JOB_START_S, "the job's tasks")
+        decisions.start()
+
+        started = time.monotonic()
+        sender.backlog(CARDS)
+        _wait(lambda: decisions.count() >= CARDS, BACKLOG_S, f"decisions for {CARDS} cards")
+        backlog_s = time.monotonic() - started
+        checkpoints = _next_checkpoints(rest, job_id, 2)
+        state = checkpoints[-1]
+
+        sender.start_paced(RATE_PER_S)
+        time.sleep(BEFORE_KILL_S)
+        before = rest.checkpoints(job_id)
+        kill_ms = int(time.time() * 1000)
+        cluster.kill_taskmanager()
+        cluster.start_taskmanager()
+        tm_started_s = time.time() - kill_ms / 1000
+        _wait(
+            lambda: decisions.first_after(kill_ms, sent_after=True) is not None,
+            RECOVERY_S,
+            "a decision after the kill",
+        )
+        any_ms = decisions.first_after(kill_ms, sent_after=False) or 0
+        new_ms = decisions.first_after(kill_ms, sent_after=True) or 0
+        sender.stop()
+        restored = rest.checkpoints(job_id)
+        restarts = rest.job_metric(job_id, "numRestarts")
+        return {
+            "recovery_s": round((new_ms - kill_ms) / 1000, 2),
+            "recovery_any_decision_s": round((any_ms - kill_ms) / 1000, 2),
+            "replacement_tm_registered_s": round(tm_started_s, 2),
+            "checkpoint_ms": state.latest_duration_ms,
+            "checkpoint_bytes": state.latest_state_bytes,
+            "checkpointed_bytes_incremental": state.latest_checkpointed_bytes,
+            "bytes_per_card": round(state.latest_state_bytes / CARDS),
+            "backlog_decisions_per_s": round(CARDS / backlog_s),
+            "checkpoints_measured": [
+                {
+                    "id": c.latest_id,
+                    "duration_ms": c.latest_duration_ms,
+                    "state_bytes": c.latest_state_bytes,
+                    "checkpointed_bytes": c.latest_checkpointed_bytes,
+                }
+                for c in checkpoints
+            ],
+            "last_checkpoint_before_kill": before.latest_id,
+            "restored_checkpoint": restored.restored_id,
+            "num_restarts": restarts,
+        }
+    finally:
+        sender.stop()
+        decisions.stop()
+        try:
+            if cluster.job_states().get(job_id) in ("RUNNING", "RESTARTING"):
+                rest.cancel(job_id)
+        finally:
+            cluster.stop()
+
+
+def main() -> None:
+    """Run and report."""
+    with private_settings("recovery") as base, private_broker(base):
+        ensure_champion(base)
+        settings = with_overrides(
+            live_topics(base, f"recovery-{int(time.time())}"),
+            flink={"rpc_port": free_port(), "parallelism": 1},
+            checkpoint={
+                "interval_ms": CHECKPOINT_MS,
+                "restart_attempts": RESTART_ATTEMPTS,
+                "restart_delay_ms": RESTART_DELAY_MS,
+            },
+            scoring={"latency_budget_ms": NO_SHEDDING_MS},
+        )
+        r = run(settings)
+        print(
+            table(
+                ["figure", "measured", "target"],
+                [
+                    ["recovery: kill -> first decision of a payment sent after it (s)",
+                     r["recovery_s"], TARGET_RECOVERY_S],
+                    ["recovery: kill -> first decision appended after it (s)",
+                     r["recovery_any_decision_s"], "-"],
+                    ["replacement TaskManager registered after (s)",
+                     r["replacement_tm_registered_s"], "-"],
+                    [f"checkpoint duration with {CARDS:,} cards (ms)", r["checkpoint_ms"], "-"],
+                    ["checkpoint state size (bytes)", r["checkpoint_bytes"], "-"],
+                    ["  of which written by this incremental checkpoint",
+                     r["checkpointed_bytes_incremental"], "-"],
+                    ["state bytes per card", r["bytes_per_card"], "-"],
+                ],
+            )
+        )  # fmt: skip
+        figures = {
+            k: r[k]
+            for k in (
+                "recovery_s",
+                "recovery_any_decision_s",
+                "checkpoint_ms",
+                "checkpoint_bytes",
+                "bytes_per_card",
+            )
+        }
+        path = write_results(
+            "recovery",
+            figures,
+            {
+                **r,
+                "cards": CARDS,
+                "payments_per_card": 1,
+                "live_rate_per_s": RATE_PER_S,
+                "checkpoint_interval_ms": CHECKPOINT_MS,
+                "heartbeat": HEARTBEAT,
+                "state_backend": settings.checkpoint.state_backend,
+                "incremental": settings.checkpoint.incremental,
+                "restart_attempts": RESTART_ATTEMPTS,
+                "restart_delay_ms": RESTART_DELAY_MS,
+                "targets": {"recovery_s": TARGET_RECOVERY_S},
+            },
+        )
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
