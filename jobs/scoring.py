@@ -105,7 +105,10 @@ def build(
     ).select(*[col(n) for n in names], *[col(SCORE).get(f).alias(f) for f, _ in RESULT_FIELDS])
     decisions = (
         t_env.to_data_stream(scored)
-        .process(DecisionOutputs(settings.scoring.source_name), output_type=Types.STRING())
+        .process(
+            DecisionOutputs(settings.scoring.source_name, analytics=sinks.analytics is not None),
+            output_type=Types.STRING(),
+        )
         .uid("scoring-decisions")
         .name("decide")
     )

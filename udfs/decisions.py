@@ -52,10 +52,13 @@ def _finite(value: Any) -> float | None:
 
 
 class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
-    """Scored row -> decision JSON (main output), prediction log and alert (side outputs)."""
+    """Scored row -> decision JSON (main output), prediction log and alert (side outputs), and
+    the scored payment for the windowed analytics when ``analytics`` is on (PyFlink fails the job
+    on a side output nobody consumes)."""
 
-    def __init__(self, source_name: str) -> None:
+    def __init__(self, source_name: str, analytics: bool = True) -> None:
         self.source_name = source_name
+        self.analytics = analytics
 
     def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         """Emit the outputs of one payment."""
@@ -116,6 +119,8 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         yield PREDICTION_LOG_TAG, _ENCODER.encode(log).decode()
         if decision.decision == BLOCK:
             yield ALERTS_TAG, decision_json
+        if not self.analytics:
+            return
         yield (
             SCORED_TAG,
             ScoredPayment(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,45 @@ def test_registry_keeps_verified_bytes(tmp_path: Path) -> None:
     loaded = load_version(path, "v0001")
     for name, data in loaded.model_bytes.items():
         assert registry.sha256(data) == loaded.card["models"][name]["sha256"]
+
+
+def _scored_row(decision: str) -> dict[str, Any]:
+    """A row as the scoring UDF hands it to DecisionOutputs."""
+    from udfs.score_fields import SCORE_PREFIX
+
+    now = int(time.time() * 1000)
+    return {
+        "event_id": "tx-1",
+        "event_time": now - 50,
+        "computed_time": now - 10,
+        "correlation_id": "c-1",
+        "card_id": "card-1",
+        "merchant_id": "m-1",
+        "mcc": "5411",
+        "amount": 12.5,
+        "model_version": "v0001",
+        "mode": MODE_FULL,
+        "reasons": "",
+        "probability": 0.9,
+        "decision": decision,
+        "watermark_lag_ms": 3,
+        "late": False,
+        "duplicate": False,
+        **{name: 1.0 for name in PAYMENT_FEATURES.names},
+        **{SCORE_PREFIX + name: 0.5 for name in stacking.STACKED},
+    }
+
+
+@pytest.mark.parametrize("analytics", [True, False])
+def test_decision_outputs_feed_analytics_only_when_it_is_attached(analytics: bool) -> None:
+    """PyFlink fails the job on a side output nobody consumes, so with `scoring.analytics: false`
+    no scored payment may be emitted (a throughput run without analytics died on it)."""
+    from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
+
+    outputs = list(
+        DecisionOutputs("src", analytics=analytics).process_element(_scored_row("block"), None)
+    )
+    tags = [out[0] for out in outputs if isinstance(out, tuple)]
+    assert isinstance(outputs[0], str) and json.loads(outputs[0])["transaction_id"] == "tx-1"
+    assert tags.count(PREDICTION_LOG_TAG) == 1 and tags.count(ALERTS_TAG) == 1
+    assert tags.count(SCORED_TAG) == (1 if analytics else 0)
