@@ -123,3 +123,53 @@ def test_savepoint_on_cluster_resumes_with_parallelism_2(
     job = rest.running_job(name="riskstream-skeleton")
     rest.stop_with_savepoint(job.job_id, tmp_path / "sp2")
     _assert_continuous(settings, FIRST + SECOND)
+
+
+def _latest_checkpoint(checkpoints: Path) -> Path | None:
+    done = [p.parent for p in checkpoints.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: int(p.name.removeprefix("chk-")), default=None)
+
+
+def _checkpoint_number(checkpoint: Path | None) -> int:
+    return -1 if checkpoint is None else int(checkpoint.name.removeprefix("chk-"))
+
+
+def test_resume_from_a_retained_checkpoint_after_cancel(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """A cancelled job keeps its last checkpoint (RETAIN_ON_CANCELLATION); `run --from-savepoint
+    <chk-N>` restores its state and offsets: the counters continue, and no input is read twice
+    (a fresh start would read from the earliest offsets and count from 1 again)."""
+    settings = with_overrides(
+        _settings(kafka_settings, "chk-local"),
+        checkpoint={"interval_ms": 1000, "dir": str(tmp_path / "checkpoints")},
+    )
+    _produce(settings, 0, FIRST)
+    config = jobrunner.write_settings(settings, tmp_path / "settings.yaml")
+    job = subprocess.Popen(
+        [RISKSTREAM, "--config", str(config), "run", "--job", "skeleton"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_outputs(settings, FIRST)
+        # The second checkpoint completing after the outputs was triggered after them, so its
+        # offsets cover every input: nothing is replayed from it.
+        first = _checkpoint_number(_latest_checkpoint(settings.checkpoint_dir))
+        deadline = time.monotonic() + WAIT_S
+        while _checkpoint_number(_latest_checkpoint(settings.checkpoint_dir)) < first + 2:
+            assert time.monotonic() < deadline, "no checkpoints completed after the outputs"
+            time.sleep(0.5)
+        rest = FlinkRest(f"http://127.0.0.1:{settings.flink.local_rest_port}")
+        rest.cancel(rest.running_job(name="riskstream-skeleton").job_id)
+        job.wait(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    checkpoint = _latest_checkpoint(settings.checkpoint_dir)
+    assert checkpoint is not None and (checkpoint / "_metadata").is_file()
+    _produce(settings, FIRST, SECOND)
+    resumed = with_overrides(settings, checkpoint={"restore_from": str(checkpoint)})
+    config = jobrunner.write_settings(resumed, tmp_path / "resumed.yaml")
+    _run_local_until(settings, config, FIRST + SECOND, tmp_path / "sp")
+    _assert_continuous(settings, FIRST + SECOND)
