@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from riskstream.config import load_settings, parse_assignments
 from riskstream.errors import RiskstreamError
+
+GATEWAY_DISABLED_VAR = "PYFLINK_GATEWAY_DISABLED"
 
 COMMAND_MODULES = (
     "riskstream.cli.jars_cmd",
@@ -57,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    # PyFlink sets this in a process that ran a Python UDF in loopback mode (a local job with a
+    # pandas UDF), and child processes inherit it; a `riskstream` started by such a process then
+    # refused to start its own Flink gateway ("launching the PythonGatewayServer during Python UDF
+    # execution"). The CLI is never itself a UDF worker.
+    os.environ.pop(GATEWAY_DISABLED_VAR, None)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from riskstream import jobrunner
+from riskstream.cli import GATEWAY_DISABLED_VAR
 from riskstream.config import Settings, with_overrides
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import FlinkRest
@@ -72,6 +74,9 @@ def _run_local_until(settings: Settings, config: Path, expected: int, savepoint_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As inherited from a process that ran a pandas UDF locally (PyFlink sets it there); the
+        # CLI must still start its job (it failed to, once test_replay had run in the session).
+        env={**os.environ, GATEWAY_DISABLED_VAR: "true"},
     )
     try:
         _wait_for_outputs(settings, expected)
