@@ -23,6 +23,7 @@ from udfs.features import card, device, output, terminal
 from udfs.features.compute import event_values
 from udfs.features.params import FeatureParams, cleanup_timer, is_late
 from udfs.ingest import now_ms
+from udfs.java_gauge import JavaGauge
 
 StageRecord = tuple[Transaction, list[float], bool, bool, int]
 """(transaction, feature values so far, duplicate, late, watermark lag ms)."""
@@ -61,6 +62,7 @@ class CardStage(KeyedProcessFunction):  # type: ignore[misc]
         self._late: Any = None
         self._duplicates: Any = None
         self._lag = NO_LAG
+        self._lag_gauge: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """State handle and metrics (late and duplicate counters, watermark lag gauge)."""
@@ -68,7 +70,7 @@ class CardStage(KeyedProcessFunction):  # type: ignore[misc]
         metrics = runtime_context.get_metrics_group()
         self._late = metrics.counter("lateEvents")
         self._duplicates = metrics.counter("duplicateEvents")
-        metrics.gauge("watermarkLagMs", lambda: self._lag)
+        self._lag_gauge = JavaGauge(metrics, "watermarkLagMs", NO_LAG)
 
     def process_element(
         self, tx: Transaction, ctx: KeyedProcessFunction.Context
@@ -91,6 +93,7 @@ class CardStage(KeyedProcessFunction):  # type: ignore[misc]
         if late:
             self._late.inc()
         self._lag = now_ms() - watermark if watermark >= 0 else NO_LAG
+        self._lag_gauge.set(self._lag)
         yield tx, event_values(tx) + values, duplicate, late, self._lag
 
     def on_timer(

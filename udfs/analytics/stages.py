@@ -40,6 +40,7 @@ from udfs.analytics.windows import (
     WindowParams,
     WindowResult,
 )
+from udfs.java_gauge import JavaGauge
 
 RESULTS_TAG = OutputTag("analytics-results", Types.STRING())
 LATE_TAG = OutputTag("analytics-late-events", Types.STRING())
@@ -72,6 +73,7 @@ class _WindowStage(KeyedProcessFunction):  # type: ignore[misc]
         self._metrics: dict[str, Any] = {}
         self._newest = NO_WATERMARK
         self._watermark = NO_WATERMARK
+        self._gauges: tuple[JavaGauge, ...] = ()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """The state handle, counters and gauges."""
@@ -87,8 +89,17 @@ class _WindowStage(KeyedProcessFunction):  # type: ignore[misc]
             "unscoredEvents",
         ):
             self._metrics[name] = group.counter(name)
-        group.gauge("currentWatermarkMs", self._current_watermark)
-        group.gauge("watermarkLagMs", self._watermark_lag)
+        self._gauges = (
+            JavaGauge(group, "currentWatermarkMs", self._current_watermark()),
+            JavaGauge(group, "watermarkLagMs", self._watermark_lag()),
+        )
+
+    def _publish(self) -> None:
+        """Push the watermark gauges' values (see :mod:`udfs.java_gauge`)."""
+        if self._gauges:
+            watermark, lag = self._gauges
+            watermark.set(self._current_watermark())
+            lag.set(self._watermark_lag())
 
     def _current_watermark(self) -> int:
         return self._watermark if self._watermark > NO_WATERMARK else NO_VALUE
@@ -118,6 +129,7 @@ class _WindowStage(KeyedProcessFunction):  # type: ignore[misc]
         """Add one payment to its window: the outcome and the side outputs to yield."""
         self._watermark = max(self._watermark, watermark)
         self._newest = max(self._newest, p.event_time)
+        self._publish()
         outcome = windows.add(p, watermark)
         if outcome.status == TOO_LATE and outcome.too_late is not None:
             self._metrics["tooLateEvents"].inc()
@@ -143,6 +155,7 @@ class _WindowStage(KeyedProcessFunction):  # type: ignore[misc]
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         """Fire the windows this watermark completed; evict the ones it closed."""
         self._watermark = max(self._watermark, timestamp)
+        self._publish()
         key_kind, key = self._current(ctx.get_current_key())
         windows = self._windows(key_kind, key)
         results = windows.advance(timestamp)
