@@ -29,9 +29,9 @@ import msgspec
 import numpy as np
 import pyarrow.parquet as pq
 
+from core.config import Settings, load_settings
 from jobs import backfill
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, load_settings
 from schemas.records import Label, Transaction
 from udfs.features.compute import FeaturePipeline
 from udfs.features.params import FeatureParams

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from riskstream.config import Settings, load_settings
+from core.config import Settings, load_settings
+from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port
 
 RESULTS_DIR = Path(__file__).parent / "results"
 

@@ -31,12 +31,12 @@ import msgspec
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from core.config import Settings, TopicSettings, load_settings, with_overrides
+from core.net import free_port
 from jobs import features as features_job
-from riskstream.config import Settings, TopicSettings, load_settings, with_overrides
 from riskstream.flink_env import create_env
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Transaction
 from schemas.validation import decode_transaction

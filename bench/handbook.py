@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from riskstream.config import load_settings
+from core.config import load_settings
 from training import handbook
 
 RESULTS = Path(__file__).parent / "results" / "handbook.json"

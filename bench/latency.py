@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import private_broker, private_settings, table, write_results
-from riskstream.config import Settings
+from core.config import Settings
 from riskstream.demo import ensure_champion
 from riskstream.infra.rest import FlinkRest
 from riskstream.jobrunner import write_settings

@@ -33,11 +33,11 @@ import msgspec
 from confluent_kafka import Consumer, Producer
 
 from bench.common import private_broker, private_settings, table, write_results
+from core.config import Settings, with_overrides
+from core.net import free_port
 from riskstream import jobrunner
-from riskstream.config import Settings, with_overrides
 from riskstream.demo import ensure_champion
 from riskstream.infra.cluster import LocalCluster
-from riskstream.infra.process import free_port
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.live import live_topics
 from schemas.records import Transaction

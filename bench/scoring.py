@@ -21,7 +21,7 @@ from pyflink.table.expressions import col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from bench.common import private_settings, table, write_results
-from riskstream.config import Settings, with_overrides
+from core.config import Settings, with_overrides
 from riskstream.demo import ensure_champion
 from riskstream.flink_env import create_env
 from schemas.feature_set import PAYMENT_FEATURES

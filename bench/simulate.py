@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from riskstream.config import Settings, SimulatorSettings, load_settings
+from core.config import Settings, SimulatorSettings, load_settings
+from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port
 from training.simulator.generate import simulate
 from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress

@@ -18,8 +18,8 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.common import private_broker, private_settings, table, write_results
+from core.config import Settings, with_overrides
 from jobs import scoring
-from riskstream.config import Settings, with_overrides
 from riskstream.demo import ensure_champion
 from riskstream.live import live_topics
 from training.simulator.generate import simulate

@@ -28,10 +28,10 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaSink, KafkaSource
 
+from core.config import Settings, with_overrides
+from core.errors import ConfigError, JobError
 from jobs import features
 from jobs.entry import run_job_script
-from riskstream.config import Settings, with_overrides
-from riskstream.errors import ConfigError, JobError
 from riskstream.flink_env import create_env
 from udfs.analytics.records import unscored
 from udfs.analytics.stages import (

@@ -35,11 +35,11 @@ from pyflink.datastream.connectors.file_system import (
     StreamFormat,
 )
 
+from core.config import Settings, with_overrides
+from core.errors import JobError
+from core.net import free_port
 from jobs import features as features_job
-from riskstream.config import Settings, with_overrides
-from riskstream.errors import JobError
 from riskstream.flink_env import create_env
-from riskstream.infra.process import free_port
 from udfs.backfill_ops import PROGRESS_DIR, FeatureParquetWriter, StagedTimestamps, staged_payload
 from udfs.history import ROLES, FileProblem, StagedInput, describe, origins_of, role_dir, stage_role
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from riskstream.config import Settings, load_settings
+from core.config import Settings, load_settings
 
 
 def run_job_script(

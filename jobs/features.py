@@ -33,8 +33,8 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
+from core.config import Settings
 from jobs.entry import run_job_script
-from riskstream.config import Settings
 from riskstream.flink_env import create_env
 from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
 from udfs.features.params import FeatureParams

@@ -28,11 +28,11 @@ from pyflink.datastream.connectors import Sink
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.expressions import col
 
+from core.config import Settings
+from core.errors import ConfigError
 from jobs import features as feature_job
 from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
-from riskstream.config import Settings
-from riskstream.errors import ConfigError
 from riskstream.flink_env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
 from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs

@@ -21,8 +21,8 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
+from core.config import Settings
 from jobs.entry import run_job_script
-from riskstream.config import Settings
 from riskstream.flink_env import create_env
 from udfs.counter import KeyCounter, key_of
 

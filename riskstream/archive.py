@@ -28,8 +28,8 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from riskstream.config import Settings
-from riskstream.errors import ServiceError
+from core.config import Settings
+from core.errors import ServiceError
 
 ARCHIVE_MANIFEST = "_archive.json"
 METADATA_TIMEOUT_S = 10.0

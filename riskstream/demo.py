@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from riskstream.config import Settings
-from riskstream.errors import JobError
+from core.config import Settings
+from core.errors import JobError
 from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.rest import FlinkRest
 from riskstream.jobrunner import write_settings

@@ -16,9 +16,9 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from riskstream.config import Settings
-from riskstream.errors import ConfigError
-from riskstream.infra import jars
+from core import jars
+from core.config import Settings
+from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from riskstream.config import Settings
-from riskstream.errors import JobError
+from core.config import Settings
+from core.errors import JobError
 from riskstream.flink_env import LOOPBACK, restore_path
 from riskstream.infra import jars, process
 from riskstream.infra.cluster import LocalCluster
@@ -55,6 +55,7 @@ def run_local(settings: Settings, name: str, bounded: bool = False) -> None:
             "the local job's REST API",
             "flink.local_rest_port",
         )
+    jars.fetch_connector_jar(settings)  # the job's environment adds it (jobs.env.create_env)
     module = importlib.import_module(job_module(name))
     module.main(settings, bounded=bounded)
 
@@ -83,7 +84,7 @@ def submit_to_cluster(
         "-pyclientexec",
         sys.executable,
         "-j",
-        str(jars.connector_jar(settings)),
+        str(jars.fetch_connector_jar(settings)),
         *(["-d"] if detached else []),
         *(
             ["-s", restore_path(settings.checkpoint.restore_from)]

@@ -24,8 +24,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from riskstream.config import Settings, TopicSettings, with_overrides
-from riskstream.errors import ServiceError
+from core.config import Settings, TopicSettings, with_overrides
+from core.errors import ServiceError
 from training.simulator.generate import Simulation
 from training.simulator.writers import transaction_lines
 

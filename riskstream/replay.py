@@ -29,8 +29,8 @@ from confluent_kafka.admin._config import ConfigResource, ConfigSource
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
-from riskstream.config import Settings, TopicSettings, with_overrides
-from riskstream.errors import ConfigError, ServiceError
+from core.config import Settings, TopicSettings, with_overrides
+from core.errors import ConfigError, ServiceError
 
 INPUT_ROLES = ("transactions", "labels")
 OUTPUT_ROLES = (

@@ -3,7 +3,7 @@
 Training, the streaming job, the backfill and the model cards all read this module, so a feature's
 name, type, key, window and meaning cannot drift between them. Output names are derived from the
 spec (``amount_sum_by_card_1h``), the spec is validated when it is defined (a bad definition raises
-:class:`~riskstream.errors.FeatureSpecError` at import time), and :meth:`FeatureSet.spec_hash` is a
+:class:`~core.errors.FeatureSpecError` at import time), and :meth:`FeatureSet.spec_hash` is a
 stable digest that models stamp and check at load.
 
 Run ``python -m schemas.feature_set`` to (re)write the JSON rendering in ``schemas/json/``.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from riskstream.errors import FeatureSpecError
+from core.errors import FeatureSpecError
 
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 24 * MS_PER_HOUR

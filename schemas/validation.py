@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 from schemas.records import DeadLetter, Decision, Label, PredictionLog, Transaction, WindowAnalytics
 
 RecordT = TypeVar("RecordT", bound=msgspec.Struct)

@@ -14,11 +14,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from riskstream.config import Settings, load_settings
+from core.config import Settings, load_settings
+from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port
 
 TOPIC_CREATE_TIMEOUT_S = 30
 

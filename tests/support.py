@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from riskstream.config import Settings
+from core.config import Settings
 
 POLL_S = 0.5
 

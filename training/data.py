@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from riskstream.config import SimulatorSettings
-from riskstream.errors import SchemaError
+from core.config import SimulatorSettings
+from core.errors import SchemaError
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import Label, Transaction
 from training.dataset import build_training_set, load_features, load_labels

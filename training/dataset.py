@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.validation import RecordSchemaError, decode
 from udfs.feature_table import JSONL_SUFFIX, PARQUET_SUFFIX, files_under, read_features

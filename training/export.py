@@ -3,7 +3,7 @@
 Every model is converted with explicit float32 ``initial_types`` over the ordered input list, a
 pinned opset, probabilities as a tensor (``zipmap=False``), and metadata naming the feature set
 (name, version, hash) and the inputs. :func:`check_parity` compares onnxruntime with scikit-learn
-on the test set and raises :class:`~riskstream.errors.ModelContractError` above the tolerance.
+on the test set and raises :class:`~core.errors.ModelContractError` above the tolerance.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.ensemble import IsolationForest
 
-from riskstream.errors import ModelContractError
+from core.errors import ModelContractError
 from schemas.feature_set import FeatureSet
 from training import models
 from training.onnx_io import PROBABILITIES, TARGET_OPSET, onnx_score, session

@@ -14,8 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from riskstream.config import Settings
-from riskstream.errors import FeatureSpecError
+from core.config import Settings
+from core.errors import FeatureSpecError
 from schemas.feature_set import PAYMENT_FEATURES
 from training import evaluate, split, train
 from training.data import simulated_training_data

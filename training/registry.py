@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from riskstream.errors import ModelContractError, RegistryError
+from core.errors import ModelContractError, RegistryError
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
 from training import stacking as models
 from training.onnx_io import PROVIDERS, TARGET_OPSET, onnx_score

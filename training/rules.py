@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from riskstream.config import RuleSettings
-from riskstream.errors import ConfigError
+from core.config import RuleSettings
+from core.errors import ConfigError
 
 Matrix = npt.NDArray[np.floating[Any]]
 OPERATORS: Mapping[str, Callable[[Any, Any], Any]] = {

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from riskstream.config import TrainingSettings
-from riskstream.errors import ConfigError, ModelContractError
+from core.config import TrainingSettings
+from core.errors import ConfigError, ModelContractError
 
 MS_PER_DAY = 86_400_000
 NO_LABEL_TIME = -1

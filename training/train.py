@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from riskstream.config import TrainingSettings
+from core.config import TrainingSettings
 from schemas.feature_set import FeatureSet
 from training import evaluate, export, models, split
 from training.progress import note

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
-from riskstream.errors import ModelContractError
+from core.errors import ModelContractError
 
 SCALER_OP, LINEAR_OP = "Scaler", "LinearClassifier"
 FRAUD_CLASS_ROW = 1

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 from schemas.feature_set import PAYMENT_FEATURES
 from udfs.features import output
 

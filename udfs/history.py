@@ -30,7 +30,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 
 ROLES = ("transactions", "labels")
 JSONL_SUFFIX = ".jsonl"

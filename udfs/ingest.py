@@ -18,7 +18,7 @@ import msgspec
 from pyflink.common import Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 from schemas.records import DeadLetter
 from schemas.validation import RecordSchemaError, decode
 

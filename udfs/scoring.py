@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from riskstream.errors import ConfigError
+from core.errors import ConfigError
 from training import stacking
 from training.onnx_io import onnx_score
 from training.registry import LoadedModels

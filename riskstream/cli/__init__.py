@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from riskstream.config import load_settings, parse_assignments
-from riskstream.errors import RiskstreamError
+from core.config import load_settings, parse_assignments
+from core.errors import RiskstreamError
 
 GATEWAY_DISABLED_VAR = "PYFLINK_GATEWAY_DISABLED"
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from riskstream.config import Settings
-from riskstream.errors import ServiceError
+from core.config import Settings
+from core.errors import ServiceError
 from schemas.records import WindowAnalytics
 
 DEFAULT_LAST = 20

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from riskstream.config import Settings
+from core.config import Settings
 
 EXIT_MISMATCH = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from riskstream.config import Settings
+from core.config import Settings
 from riskstream.demo import DemoOptions, run
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from riskstream.config import Settings
+from core import jars as manifest_jars
+from core.config import Settings
 from riskstream.infra import jars
 
 
@@ -28,17 +29,17 @@ def register(subparsers: Any) -> None:
 
 def _fetch(args: argparse.Namespace, settings: Settings) -> int:
     jars.ensure_jars(settings, args.sets)
-    print(f"jars ready in {jars.jar_dir(settings)}")
+    print(f"jars ready in {manifest_jars.jar_dir(settings)}")
     return 0
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    manifest = jars.load_manifest()
+    manifest = manifest_jars.load_manifest()
     missing = []
     for spec in manifest.jars:
-        path = jars.jar_dir(settings) / spec.file_name
+        path = manifest_jars.jar_dir(settings) / spec.file_name
         if path.is_file():
-            jars.verify(spec, path)
+            manifest_jars.verify(spec, path)
         else:
             missing.append(spec.coordinates)
     if missing:
@@ -50,5 +51,5 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def _lock(args: argparse.Namespace, settings: Settings) -> int:
     manifest = jars.lock()
-    print(f"manifest rewritten: {len(manifest.jars)} jars in {jars.manifest_path()}")
+    print(f"manifest rewritten: {len(manifest.jars)} jars in {manifest_jars.manifest_path()}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from riskstream.config import Settings, with_overrides
+from core.config import Settings, with_overrides
 from riskstream.infra.kafka import LocalKafka
 
 

@@ -10,8 +10,8 @@ import threading
 import time
 from typing import Any
 
+from core.config import Settings, with_overrides
 from riskstream import jobrunner
-from riskstream.config import Settings, with_overrides
 
 PROGRESS_INTERVAL_S = 10.0
 
@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
 
 
 def _progress(settings: Settings, topic: str, stop: threading.Event, started: float) -> None:
-    from riskstream.errors import RiskstreamError
+    from core.errors import RiskstreamError
     from riskstream.replay import end_offsets
 
     while not stop.wait(PROGRESS_INTERVAL_S):

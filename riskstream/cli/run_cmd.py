@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from core.config import Settings, with_overrides
 from riskstream import jobrunner
-from riskstream.config import Settings, with_overrides
 from riskstream.infra.rest import FlinkRest
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from riskstream.config import Settings, SimulatorSettings
+from core.config import Settings, SimulatorSettings
 
 # Flag dest -> SimulatorSettings field, for flags that override one setting each.
 OVERRIDES = (

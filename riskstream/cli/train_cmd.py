@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from riskstream.config import Settings
+from core.config import Settings
 from schemas.feature_set import PAYMENT_FEATURES
 from training import evaluate, handbook, registry, train
 from training.data import load_training_data, simulated_training_data

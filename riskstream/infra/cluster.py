@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from riskstream.config import Settings
-from riskstream.errors import JobError, ServiceError
+from core.config import Settings
+from core.errors import JobError, ServiceError
 from riskstream.flink_env import job_configuration, python_path
 from riskstream.infra import process
 

@@ -1,130 +1,36 @@
 """Pinned jars from Maven Central: fetched once into a cache, verified by sha256 on every use.
 
-The manifest (``riskstream/resources/jars.toml``) lists every jar by group:artifact:version and
-sha256, grouped into sets (the Kafka broker, the Flink connectors). Jars are fetched through the
-machine's own ``mvn`` client (its configured repositories and proxy) by a throwaway pom written to a
-temporary directory; the repository itself holds no pom.
+The manifest (``core/resources/jars.toml``, read and verified by :mod:`core.jars`) lists every jar
+by group:artifact:version and sha256, grouped into sets (the Kafka broker, the Flink connectors).
+Jars are fetched through the machine's own ``mvn`` client (its configured repositories and proxy)
+by a throwaway pom written to a temporary directory; the repository itself holds no pom.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from riskstream.config import Settings
-from riskstream.errors import JarError
+from core.config import Settings
+from core.errors import JarError
+from core.jars import (
+    FLINK_CONNECTORS_SET,
+    JarSpec,
+    Manifest,
+    connector_jar,
+    jar_dir,
+    load_manifest,
+    manifest_path,
+    sha256_of,
+    verify,
+)
 
-KAFKA_BROKER_SET = "kafka-broker"
-FLINK_CONNECTORS_SET = "flink-connectors"
-KAFKA_CONNECTOR_ARTIFACT = "flink-sql-connector-kafka"
-MANIFEST_RESOURCE = "jars.toml"
 MVN_TIMEOUT_S = 900
-HASH_CHUNK_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class JarSpec:
-    """One pinned jar of the manifest."""
-
-    set: str
-    coordinates: str
-    sha256: str
-
-    @property
-    def group(self) -> str:
-        """Maven group id."""
-        return self.coordinates.split(":")[0]
-
-    @property
-    def artifact(self) -> str:
-        """Maven artifact id."""
-        return self.coordinates.split(":")[1]
-
-    @property
-    def version(self) -> str:
-        """Maven version."""
-        return self.coordinates.split(":")[2]
-
-    @property
-    def file_name(self) -> str:
-        """File name Maven gives the jar (``artifact-version.jar``)."""
-        return f"{self.artifact}-{self.version}.jar"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """All pinned jars, plus the root coordinates each set was resolved from."""
-
-    jars: tuple[JarSpec, ...]
-    roots: dict[str, tuple[str, ...]]
-    transitive: dict[str, bool]
-    descriptions: dict[str, str]
-
-    def of_set(self, name: str) -> tuple[JarSpec, ...]:
-        """The jars of one set; raises if the set is unknown."""
-        found = tuple(j for j in self.jars if j.set == name)
-        if not found:
-            raise JarError(f"jar set {name!r} is not in the manifest; known: {sorted(self.roots)}")
-        return found
-
-
-def manifest_path() -> Path:
-    """Path of the manifest shipped with the package."""
-    return Path(str(resources.files("riskstream.resources").joinpath(MANIFEST_RESOURCE)))
-
-
-def load_manifest(path: Path | None = None) -> Manifest:
-    """Parse and check the manifest (coordinates and sha256 shapes)."""
-    path = path or manifest_path()
-    try:
-        doc = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise JarError(f"cannot read jar manifest {path}: {exc}") from exc
-    jars = []
-    for entry in doc.get("jar", []):
-        spec = JarSpec(entry["set"], entry["coordinates"], entry["sha256"].lower())
-        if spec.coordinates.count(":") != 2 or len(spec.sha256) != 64:
-            raise JarError(f"{path}: bad entry {entry!r}; expected group:artifact:version + sha256")
-        jars.append(spec)
-    sets = doc.get("sets", {})
-    roots = {name: tuple(body.get("roots", [])) for name, body in sets.items()}
-    transitive = {name: bool(body.get("transitive", True)) for name, body in sets.items()}
-    descriptions = {name: str(body.get("description", "")) for name, body in sets.items()}
-    return Manifest(tuple(jars), roots, transitive, descriptions)
-
-
-def jar_dir(settings: Settings) -> Path:
-    """Where fetched jars live: ``paths.jar_dir``, by default ``<paths.cache_dir>/jars``."""
-    return settings.paths.jars
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify(spec: JarSpec, path: Path) -> None:
-    """Raise :class:`JarError` unless ``path`` has the pinned sha256."""
-    found = sha256_of(path)
-    if found != spec.sha256:
-        raise JarError(
-            f"checksum mismatch for {spec.coordinates} at {path}: expected sha256 {spec.sha256}, "
-            f"found {found}. The file is corrupt or not the pinned jar; delete it and run "
-            "`riskstream jars fetch` to download it again."
-        )
 
 
 def _pom(coordinates: Iterable[str], transitive: bool) -> str:
@@ -208,12 +114,10 @@ def classpath(settings: Settings, set_name: str) -> list[Path]:
     return [jar_dir(settings) / spec.file_name for spec in load_manifest().of_set(set_name)]
 
 
-def connector_jar(settings: Settings, artifact: str = KAFKA_CONNECTOR_ARTIFACT) -> Path:
-    """Path of one verified Flink connector jar (the Kafka connector by default)."""
-    for path in classpath(settings, FLINK_CONNECTORS_SET):
-        if path.name.startswith(f"{artifact}-"):
-            return path
-    raise JarError(f"no connector {artifact!r} in the manifest set {FLINK_CONNECTORS_SET!r}")
+def fetch_connector_jar(settings: Settings) -> Path:
+    """The verified Kafka connector jar, fetched into the cache first if it is missing."""
+    ensure_jars(settings, [FLINK_CONNECTORS_SET], quiet=True)
+    return connector_jar(settings)
 
 
 def lock(path: Path | None = None) -> Manifest:

@@ -18,8 +18,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from riskstream.config import Settings
-from riskstream.errors import ServiceError
+from core.config import Settings
+from core.errors import ServiceError
+from core.jars import KAFKA_BROKER_SET
 from riskstream.infra import jars, process
 
 BROKER_MAIN_CLASS = "kafka.Kafka"
@@ -116,7 +117,7 @@ class LocalKafka:
             "the Kafka controller",
             "kafka.controller_port",
         )
-        classpath = ":".join(str(p) for p in jars.classpath(self.settings, jars.KAFKA_BROKER_SET))
+        classpath = ":".join(str(p) for p in jars.classpath(self.settings, KAFKA_BROKER_SET))
         self._write_config()
         self._format_storage(java, classpath)
         self.stdout_file.parent.mkdir(parents=True, exist_ok=True)

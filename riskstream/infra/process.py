@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from riskstream.errors import JavaError, PortInUseError, ServiceError
+from core.errors import JavaError, PortInUseError, ServiceError
 
 MIN_JAVA_MAJOR = 17
 STOP_GRACE_S = 30.0
@@ -82,14 +82,6 @@ def require_free_port(host: str, port: int, what: str, setting: str) -> None:
                 f"{what} needs port {port} on {host}, but it is in use ({exc.strerror}); stop the "
                 f"other process or choose another port with --set {setting}=<port>"
             ) from None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port (for tests and benchmarks that must not clash)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from riskstream.errors import JobError
+from core.errors import JobError
 
 REQUEST_TIMEOUT_S = 10.0
 SAVEPOINT_TIMEOUT_S = 300.0

@@ -18,9 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from core.config import Settings, with_overrides
 from jobs import backfill
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, with_overrides
 from schemas.records import Transaction
 from schemas.validation import RecordSchemaError, decode
 from training.dataset import load_features

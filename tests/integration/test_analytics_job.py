@@ -16,8 +16,8 @@ import msgspec
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from core.config import Settings, TopicSettings, with_overrides
 from jobs import analytics
-from riskstream.config import Settings, TopicSettings, with_overrides
 from riskstream.flink_env import create_env
 from schemas.records import Transaction, WindowAnalytics
 from tests.conftest import create_topic

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from core.errors import JobError
 from jobs.analytics import JOB_NAME
 from riskstream import jobrunner
-from riskstream.errors import JobError
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import FlinkRest
 from tests.integration.test_analytics_job import (

@@ -8,11 +8,11 @@ import collections
 
 import pytest
 
+from core.config import Settings, TopicSettings, with_overrides
+from core.errors import SchemaError
 from jobs.analytics import window_params
 from riskstream import jobrunner
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, TopicSettings, with_overrides
-from riskstream.errors import SchemaError
 from schemas.validation import decode
 from tests.conftest import create_topic
 from tests.support import read_topic

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from core.config import Settings
 from riskstream.archive import ARCHIVE_MANIFEST, archive_topic
-from riskstream.config import Settings
 from tests.conftest import create_topic
 
 pytestmark = [pytest.mark.integration]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Settings, TopicSettings, with_overrides
 from jobs import features as features_job
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, TopicSettings, with_overrides
 from riskstream.jobrunner import write_settings
 from tests.conftest import create_topic
 from training.parity import compare, load_side

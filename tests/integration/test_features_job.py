@@ -20,8 +20,8 @@ import msgspec
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from core.config import Settings, TopicSettings, with_overrides
 from jobs import features as features_job
-from riskstream.config import Settings, TopicSettings, with_overrides
 from riskstream.flink_env import create_env
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 from schemas.records import Label, Transaction

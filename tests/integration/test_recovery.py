@@ -26,8 +26,8 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
+from core.config import Settings, TopicSettings, with_overrides
 from riskstream import jobrunner
-from riskstream.config import Settings, TopicSettings, with_overrides
 from riskstream.infra import process
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import CheckpointStats, FlinkRest

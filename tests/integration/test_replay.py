@@ -21,9 +21,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from core.config import Settings, TopicSettings, with_overrides
 from jobs import scoring
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, TopicSettings, with_overrides
 from riskstream.infra.cluster import LocalCluster
 from riskstream.jobrunner import write_settings
 from riskstream.replay import end_offsets, iso, replay_topic

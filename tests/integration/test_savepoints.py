@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Settings, with_overrides
 from riskstream import jobrunner
 from riskstream.cli import GATEWAY_DISABLED_VAR
-from riskstream.config import Settings, with_overrides
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import FlinkRest
 from tests.conftest import create_topic

@@ -21,10 +21,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from core.config import Settings, TopicSettings, with_overrides
+from core.errors import SchemaError
 from jobs import scoring
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, TopicSettings, with_overrides
-from riskstream.errors import SchemaError
 from riskstream.jobrunner import write_settings
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import WindowAnalytics

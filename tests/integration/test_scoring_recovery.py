@@ -24,13 +24,13 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
+from core.config import Settings, TopicSettings, with_overrides
+from core.errors import JobError
+from core.net import free_port
 from jobs import scoring
 from riskstream import jobrunner
-from riskstream.config import Settings, TopicSettings, with_overrides
-from riskstream.errors import JobError
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port
 from riskstream.infra.rest import FlinkRest, JobInfo
 from schemas.records import Decision, PredictionLog, Transaction
 from tests.conftest import create_topic

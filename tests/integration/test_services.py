@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from riskstream.config import Settings, with_overrides
-from riskstream.errors import ServiceError
+from core.config import Settings, with_overrides
+from core.errors import ServiceError
+from core.net import free_port
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port, process_matches
+from riskstream.infra.process import process_matches
 from riskstream.jobrunner import write_settings
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
+from core.config import Settings, SimulatorSettings
 from riskstream.cli import main
-from riskstream.config import Settings, SimulatorSettings
 from schemas.validation import RecordSchemaError, decode, decode_transaction
 from tests.conftest import create_topic
 from training.simulator.generate import simulate

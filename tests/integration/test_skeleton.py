@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from core.config import Settings, with_overrides
 from riskstream import jobrunner
-from riskstream.config import Settings, with_overrides
 from riskstream.infra.cluster import LocalCluster
 from tests.conftest import create_topic
 from tests.support import produce_json, read_topic

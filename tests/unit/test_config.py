@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from riskstream.config import (
+from core.config import (
     ENV_SASL_PASSWORD,
     ENV_SASL_USERNAME,
     load_settings,
     parse_assignments,
 )
-from riskstream.errors import ConfigError
+from core.errors import ConfigError
 
 
 def test_defaults_come_from_the_documented_file() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import load_settings, with_overrides
+from core.errors import ConfigError
 from jobs import analytics, scoring
-from riskstream.config import load_settings, with_overrides
-from riskstream.errors import ConfigError
 
 
 def test_defaults_write_the_analytics_exactly_once() -> None:

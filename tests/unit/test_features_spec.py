@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from riskstream.errors import FeatureSpecError
+from core.errors import FeatureSpecError
 from schemas.feature_set import (
     MS_PER_DAY,
     PAYMENT_FEATURES,

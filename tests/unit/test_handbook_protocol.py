@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from riskstream.config import load_settings
+from core.config import load_settings
 from schemas.feature_set import PAYMENT_FEATURES
 from training import handbook, models
 

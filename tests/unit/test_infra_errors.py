@@ -14,13 +14,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from riskstream.config import Settings, load_settings
-from riskstream.errors import ConfigError, JarError, JavaError, PortInUseError
+from core.config import Settings, load_settings
+from core.errors import ConfigError, JarError, JavaError, PortInUseError
+from core.jars import KAFKA_BROKER_SET, JarSpec, jar_dir, load_manifest
+from core.net import free_port
 from riskstream.flink_env import job_configuration, restore_path
 from riskstream.infra import jars
 from riskstream.infra import kafka as kafka_module
 from riskstream.infra.kafka import LocalKafka, new_cluster_id
-from riskstream.infra.process import free_port, require_java
+from riskstream.infra.process import require_java
 
 RISKSTREAM = str(Path(sys.executable).parent / "riskstream")
 
@@ -83,28 +85,28 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 def _cache_copy(tmp_path: Path, source: Settings) -> Settings:
     """A private jar cache holding copies of the real cached broker jars."""
     settings = load_settings(overrides={"paths": {"cache_dir": str(tmp_path)}}, environ={})
-    jars.ensure_jars(source, [jars.KAFKA_BROKER_SET])
-    target = jars.jar_dir(settings)
+    jars.ensure_jars(source, [KAFKA_BROKER_SET])
+    target = jar_dir(settings)
     target.mkdir(parents=True)
-    for spec in jars.load_manifest().of_set(jars.KAFKA_BROKER_SET):
-        shutil.copy2(jars.jar_dir(source) / spec.file_name, target / spec.file_name)
+    for spec in load_manifest().of_set(KAFKA_BROKER_SET):
+        shutil.copy2(jar_dir(source) / spec.file_name, target / spec.file_name)
     return settings
 
 
 def test_corrupted_jar_in_cache_is_refused(tmp_path: Path) -> None:
     settings = _cache_copy(tmp_path, load_settings(environ={}))
-    victim = jars.load_manifest().of_set(jars.KAFKA_BROKER_SET)[0]
-    path = jars.jar_dir(settings) / victim.file_name
+    victim = load_manifest().of_set(KAFKA_BROKER_SET)[0]
+    path = jar_dir(settings) / victim.file_name
     path.write_bytes(path.read_bytes()[:-10] + b"corrupted!")
     with pytest.raises(JarError, match=rf"checksum mismatch for {victim.coordinates}") as error:
-        jars.ensure_jars(settings, [jars.KAFKA_BROKER_SET])
+        jars.ensure_jars(settings, [KAFKA_BROKER_SET])
     assert str(path) in str(error.value)
     assert "riskstream jars fetch" in str(error.value)
 
 
 def test_download_with_wrong_checksum_never_enters_the_cache(tmp_path: Path) -> None:
-    real = jars.load_manifest().of_set(jars.KAFKA_BROKER_SET)[0]
-    wrong = jars.JarSpec(real.set, real.coordinates, "0" * 64)
+    real = load_manifest().of_set(KAFKA_BROKER_SET)[0]
+    wrong = JarSpec(real.set, real.coordinates, "0" * 64)
     with pytest.raises(JarError, match="checksum mismatch"):
         jars.download([wrong], tmp_path)
     assert not (tmp_path / real.file_name).exists()

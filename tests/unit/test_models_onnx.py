@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from riskstream.errors import ModelContractError
+from core.errors import ModelContractError
 from schemas.feature_set import PAYMENT_FEATURES
 from training import export, models
 

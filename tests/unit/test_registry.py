@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ModelContractError, RegistryError
 from riskstream.cli import main
-from riskstream.errors import ModelContractError, RegistryError
 from tests.unit.test_training_support import fresh_registry
 from training import registry
 

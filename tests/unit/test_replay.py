@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Settings, load_settings, with_overrides
+from core.errors import ConfigError
 from riskstream.cli import main as cli_main
-from riskstream.config import Settings, load_settings, with_overrides
-from riskstream.errors import ConfigError
 from riskstream.replay import (
     INPUT_ROLES,
     OUTPUT_ROLES,

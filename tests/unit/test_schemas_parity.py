@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 from schemas.validation import RECORD_TYPES, decode, json_schema
 
 MAX_EXAMPLES = 300

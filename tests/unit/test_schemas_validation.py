@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from riskstream.errors import SchemaError
+from core.errors import SchemaError
 from schemas import RecordSchemaError, Transaction, decode, decode_transaction
 
 VALID: dict[str, Any] = {

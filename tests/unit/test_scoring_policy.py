@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from riskstream.errors import ConfigError
+from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
 from tests.unit.test_training_support import fresh_registry, tiny_data
 from training import registry, stacking

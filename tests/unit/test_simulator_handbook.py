@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from riskstream.config import SimulatorSettings
+from core.config import SimulatorSettings
 from training.simulator import handbook
 from training.simulator.columns import S_PER_DAY, SCENARIO_CODE
 from training.simulator.generate import Simulation, simulate

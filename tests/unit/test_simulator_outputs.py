@@ -11,8 +11,8 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import SchemaError
 from riskstream.cli import main
-from riskstream.errors import SchemaError
 from schemas.validation import RecordSchemaError, decode, decode_transaction
 from training.simulator.columns import DELIVERY_CODE, MALFORMED_KINDS
 from training.simulator.malformed import corrupt

@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from riskstream.config import SimulatorSettings
+from core.config import SimulatorSettings
 from training.simulator.catalog import HIGH_RISK_MCCS, haversine_km
 from training.simulator.columns import DELIVERY_CODE, MS_PER_DAY, MS_PER_MIN, SCENARIO_CODE
 from training.simulator.delivery import BASE_LATENCY_MS, LATE_MIN_MS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from riskstream.config import RuleSettings, load_settings
-from riskstream.errors import ConfigError
+from core.config import RuleSettings, load_settings
+from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
 from training.rules import RuleModel
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskstream.config import TrainingSettings
-from riskstream.errors import ConfigError
+from core.config import TrainingSettings
+from core.errors import ConfigError
 from tests.unit.test_training_support import tiny_data, tiny_run
 from training import split, train
 

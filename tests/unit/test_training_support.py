@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from riskstream.config import Settings, load_settings
+from core.config import Settings, load_settings
 from schemas.feature_set import PAYMENT_FEATURES
 from training import registry, train
 from training.data import TrainingData, simulated_training_data

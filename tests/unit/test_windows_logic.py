@@ -8,7 +8,7 @@ import random
 import msgspec
 import pytest
 
-from riskstream.errors import ConfigError
+from core.errors import ConfigError
 from schemas.records import WindowAnalytics
 from udfs.analytics.encode import late_json, latest_revisions, window_json, window_record
 from udfs.analytics.offline import final_windows

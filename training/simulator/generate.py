@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from riskstream.config import SimulatorSettings
-from riskstream.errors import ConfigError
+from core.config import SimulatorSettings
+from core.errors import ConfigError
 from training.simulator import delivery, fraud, handbook, labels, realistic, world
 from training.simulator.catalog import COUNTRIES, CURRENCIES
 from training.simulator.columns import (

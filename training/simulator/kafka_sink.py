@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from riskstream.config import KafkaSettings
-from riskstream.errors import ServiceError
+from core.config import KafkaSettings
+from core.errors import ServiceError
 from training.simulator.generate import Simulation
 from training.simulator.progress import Progress
 from training.simulator.writers import label_lines, transaction_lines

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from riskstream.errors import ConfigError
+from core.errors import ConfigError
 from udfs.analytics.records import ScoredPayment
 
 KEY_MERCHANT = "merchant"

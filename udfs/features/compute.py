@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
-from riskstream.errors import FeatureSpecError
+from core.errors import FeatureSpecError
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet, Key
 from udfs.features import card, device, terminal
 from udfs.features.events import LabelLike, TransactionLike, time_features

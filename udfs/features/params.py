@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from riskstream.errors import FeatureSpecError
+from core.errors import FeatureSpecError
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 
 DEFAULT_ALLOWED_LATENESS_MS = MS_PER_HOUR

@@ -1,6 +1,6 @@
 """Settings: one frozen dataclass tree, loaded from the documented YAML defaults and overrides.
 
-The defaults live in ``riskstream/resources/riskstream.yaml`` (the documented file). A user file,
+The defaults live in ``core/resources/riskstream.yaml`` (the documented file). A user file,
 ``RISKSTREAM__SECTION__KEY`` environment variables and ``--set section.key=value`` CLI overrides are
 applied in that order. Unknown keys are refused so a typo never silently falls back to a default.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from riskstream.errors import ConfigError
+from core.errors import ConfigError
 
 ENV_PREFIX = "RISKSTREAM__"
 ENV_CONFIG_FILE = "RISKSTREAM_CONFIG"
@@ -329,7 +329,7 @@ class Settings:
 
 
 def _defaults_document() -> dict[str, Any]:
-    text = resources.files("riskstream.resources").joinpath("riskstream.yaml").read_text("utf-8")
+    text = resources.files("core.resources").joinpath("riskstream.yaml").read_text("utf-8")
     loaded = yaml.safe_load(text)
     return dict(loaded)
 
