@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from core.config import Settings, TopicSettings, load_settings, with_overrides
 from core.net import free_port
 from jobs import features as features_job
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
 from schemas.feature_set import MS_PER_DAY

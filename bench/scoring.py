@@ -22,8 +22,8 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from bench.common import private_settings, table, write_results
 from core.config import Settings, with_overrides
+from jobs.env import create_env
 from riskstream.demo import ensure_champion
-from riskstream.flink_env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
 from training.registry import load_champion
 from udfs.score_udf import score_function

@@ -32,7 +32,7 @@ from core.config import Settings, with_overrides
 from core.errors import ConfigError, JobError
 from jobs import features
 from jobs.entry import run_job_script
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from udfs.analytics.records import unscored
 from udfs.analytics.stages import (
     LATE_TAG,

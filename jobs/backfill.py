@@ -39,7 +39,7 @@ from core.config import Settings, with_overrides
 from core.errors import JobError
 from core.net import free_port
 from jobs import features as features_job
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from udfs.backfill_ops import PROGRESS_DIR, FeatureParquetWriter, StagedTimestamps, staged_payload
 from udfs.history import ROLES, FileProblem, StagedInput, describe, origins_of, role_dir, stage_role
 
@@ -269,7 +269,7 @@ def run(
 
 
 def create_backfill_env(settings: Settings) -> StreamExecutionEnvironment:
-    """The environment from :func:`riskstream.flink_env.create_env` (the one place that configures
+    """The environment from :func:`jobs.env.create_env` (the one place that configures
     Flink); no Kafka connector is needed for files."""
     return create_env(settings, connectors=False)
 

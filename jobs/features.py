@@ -35,7 +35,7 @@ from pyflink.datastream.connectors.kafka import (
 
 from core.config import Settings
 from jobs.entry import run_job_script
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
 from udfs.features.params import FeatureParams
 from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords

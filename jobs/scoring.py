@@ -33,7 +33,7 @@ from core.errors import ConfigError
 from jobs import features as feature_job
 from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
 from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
 from udfs.feature_rows import COLUMNS, row_type, to_row

@@ -23,7 +23,7 @@ from pyflink.datastream.connectors.kafka import (
 
 from core.config import Settings
 from jobs.entry import run_job_script
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from udfs.counter import KeyCounter, key_of
 
 JOB_NAME = "riskstream-skeleton"

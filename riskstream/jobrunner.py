@@ -18,7 +18,7 @@ import yaml
 
 from core.config import Settings
 from core.errors import JobError
-from riskstream.flink_env import LOOPBACK, restore_path
+from jobs.env import LOOPBACK, restore_path
 from riskstream.infra import jars, process
 from riskstream.infra.cluster import LocalCluster
 

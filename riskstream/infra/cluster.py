@@ -24,7 +24,7 @@ import yaml
 
 from core.config import Settings
 from core.errors import JobError, ServiceError
-from riskstream.flink_env import job_configuration, python_path
+from jobs.env import job_configuration, python_path
 from riskstream.infra import process
 
 LOOPBACK = "127.0.0.1"

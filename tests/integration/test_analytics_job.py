@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from core.config import Settings, TopicSettings, with_overrides
 from jobs import analytics
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from schemas.records import Transaction, WindowAnalytics
 from tests.conftest import create_topic
 from tests.support import read_topic

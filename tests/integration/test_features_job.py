@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer
 
 from core.config import Settings, TopicSettings, with_overrides
 from jobs import features as features_job
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 from schemas.records import Label, Transaction
 from tests.conftest import create_topic

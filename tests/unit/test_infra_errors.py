@@ -18,7 +18,7 @@ from core.config import Settings, load_settings
 from core.errors import ConfigError, JarError, JavaError, PortInUseError
 from core.jars import KAFKA_BROKER_SET, JarSpec, jar_dir, load_manifest
 from core.net import free_port
-from riskstream.flink_env import job_configuration, restore_path
+from jobs.env import job_configuration, restore_path
 from riskstream.infra import jars
 from riskstream.infra import kafka as kafka_module
 from riskstream.infra.kafka import LocalKafka, new_cluster_id
