@@ -7,7 +7,7 @@ in the same run:
    the configured parallelism + Parquet output; timed end to end and for the Flink job alone;
 2. the offline reference: one Python process reads the same Parquet files with pyarrow, validates
    each row against the contract (msgspec) and runs the pure driver
-   (:class:`udfs.features.compute.FeaturePipeline`) over payments and labels in arrival order.
+   (:class:`features.compute.FeaturePipeline`) over payments and labels in arrival order.
 
 Prints a table and writes ``bench/results/backfill.json``. Run from the repo root:
 ``python -m bench.backfill [--events N]``. The target is >= 50k events/s for the backfill.
@@ -30,11 +30,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from core.config import Settings, load_settings
+from features.compute import FeaturePipeline
+from features.params import FeatureParams
 from jobs import backfill
 from riskstream.cli import main as cli_main
 from schemas.records import Label, Transaction
-from udfs.features.compute import FeaturePipeline
-from udfs.features.params import FeatureParams
 
 RESULTS = Path(__file__).parent / "results" / "backfill.json"
 DEFAULT_EVENTS = 1_000_000

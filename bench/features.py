@@ -33,6 +33,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from core.config import Settings, TopicSettings, load_settings, with_overrides
 from core.net import free_port
+from features import card, device, terminal
+from features.compute import FeaturePipeline
+from features.output import EnrichedFeatures
 from jobs import features as features_job
 from jobs.env import create_env
 from riskstream.infra import jars
@@ -40,9 +43,6 @@ from riskstream.infra.kafka import LocalKafka
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Transaction
 from schemas.validation import decode_transaction
-from udfs.features import card, device, terminal
-from udfs.features.compute import FeaturePipeline
-from udfs.features.output import EnrichedFeatures
 
 RESULTS = Path(__file__).parent / "results" / "features.json"
 CARDS = 100_000

@@ -7,7 +7,7 @@ Graph::
         -> jobs.features.build(...)   (the SAME validation, card/device/terminal stages)
         -> features: FeatureParquetWriter (pyarrow)      dead letters: FileSink (JSON Lines)
 
-The input files are first staged (:mod:`udfs.history`) into one line file per role in arrival
+The input files are first staged (:mod:`features.history`) into one line file per role in arrival
 order, each line carrying the record timestamp the live Kafka source used, so the backfill assigns
 the same timestamps and the same bounded-out-of-orderness watermarks as the live job. Run it with
 ``riskstream backfill --input PATH --output DIR``.
@@ -38,10 +38,18 @@ from pyflink.datastream.connectors.file_system import (
 from core.config import Settings, with_overrides
 from core.errors import JobError
 from core.net import free_port
+from features.history import (
+    ROLES,
+    FileProblem,
+    StagedInput,
+    describe,
+    origins_of,
+    role_dir,
+    stage_role,
+)
 from jobs import features as features_job
 from jobs.env import create_env
 from udfs.backfill_ops import PROGRESS_DIR, FeatureParquetWriter, StagedTimestamps, staged_payload
-from udfs.history import ROLES, FileProblem, StagedInput, describe, origins_of, role_dir, stage_role
 
 JOB_NAME = "riskstream-backfill"
 FEATURES_DIR = "features"

@@ -1,4 +1,8 @@
-"""The command line every job script shares when Flink's CLI runs it (``flink run -py``).
+"""The command line every job shares when Flink's CLI runs it (``flink run -pym jobs.<name>``).
+
+Jobs run as modules, never as scripts: a script run (``-py jobs/scoring.py``) puts ``jobs/`` first
+on ``sys.path``, where ``jobs/features.py`` and ``jobs/scoring.py`` shadow the ``features`` and
+``scoring`` packages.
 
 ``riskstream run --target cluster`` writes the resolved settings to a file and passes
 ``--settings-file`` (and ``--bounded``); the job reads exactly those settings, not the environment

@@ -34,10 +34,10 @@ from pyflink.datastream.connectors.kafka import (
 )
 
 from core.config import Settings
+from features.params import FeatureParams
 from jobs.entry import run_job_script
 from jobs.env import create_env
 from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
-from udfs.features.params import FeatureParams
 from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
 
 JOB_NAME = "riskstream-features"
@@ -223,7 +223,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """Entry of ``flink run -py jobs/features.py`` (``riskstream run --target cluster``)."""
+    """Entry of ``flink run -pym jobs.features`` (``riskstream run --target cluster``)."""
     run_job_script(main, __doc__, argv)
 
 

@@ -171,7 +171,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """Entry of ``flink run -py jobs/scoring.py`` (``riskstream run --target cluster``)."""
+    """Entry of ``flink run -pym jobs.scoring`` (``riskstream run --target cluster``)."""
     run_job_script(main, __doc__, argv)
 
 

@@ -90,7 +90,7 @@ def main(settings: Settings, bounded: bool = False) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """Entry for ``flink run -py jobs/skeleton.py``, used by ``riskstream run --target cluster``."""
+    """Entry for ``flink run -pym jobs.skeleton``, used by ``riskstream run --target cluster``."""
     run_job_script(main, __doc__, argv)
 
 

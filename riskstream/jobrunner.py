@@ -2,7 +2,7 @@
 
 Jobs are modules in ``jobs/`` with ``main(settings, bounded=False)`` and a ``cli(argv)`` that reads
 ``--settings-file``; the cluster path writes the resolved settings to a file so the job submitted
-with ``flink run -py`` sees exactly the settings the user gave the CLI.
+with ``flink run -pym jobs.<name>`` sees exactly the settings the user gave the CLI.
 """
 
 from __future__ import annotations
@@ -68,17 +68,18 @@ def submit_to_cluster(
     cluster = LocalCluster(settings)
     cluster.require_running()
     module_name = job_module(name)
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or spec.origin is None:
-        raise JobError(f"cannot locate the source file of {module_name}")
+    if importlib.util.find_spec(module_name) is None:
+        raise JobError(f"cannot find the job module {module_name}")
     settings_file = write_settings(settings, settings.paths.run / "submit" / f"{name}.yaml")
     cmd = [
         *cluster.flink_command(),
         "run",
         "-m",
         cluster.address,
-        "-py",
-        spec.origin,
+        # As a module, not a script: `-py jobs/scoring.py` would put jobs/ first on sys.path,
+        # where jobs/scoring.py and jobs/features.py shadow the scoring and features packages.
+        "-pym",
+        module_name,
         "-pyexec",
         sys.executable,
         "-pyclientexec",

@@ -2,7 +2,7 @@
 
 Both end in :func:`training.dataset.build_training_set` (the point-in-time builder), whose frame
 has ``event_id, event_time, card_id, terminal_id, <PAYMENT_FEATURES names>, label, label_time``.
-For a simulation, features come from :class:`udfs.features.compute.FeaturePipeline` (the project's
+For a simulation, features come from :class:`features.compute.FeaturePipeline` (the project's
 one feature code, never re-implemented) over a clean history: payments in event-time order with
 the labels interleaved at the time they became known, which is what the backfill computes for
 in-order input, without starting a Flink mini-cluster.
@@ -21,13 +21,13 @@ import pandas as pd
 
 from core.config import SimulatorSettings
 from core.errors import SchemaError
+from features.compute import FeaturePipeline
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import Label, Transaction
 from training.dataset import build_training_set, load_features, load_labels
 from training.progress import Progress, note
 from training.simulator import encode
 from training.simulator.generate import Simulation, simulate
-from udfs.features.compute import FeaturePipeline
 
 CHUNK_ROWS = 20_000
 FRAUD, LEGIT = "fraud", "legit"

@@ -37,9 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import SchemaError
+from features.table import JSONL_SUFFIX, PARQUET_SUFFIX, files_under, read_features
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.validation import RecordSchemaError, decode
-from udfs.feature_table import JSONL_SUFFIX, PARQUET_SUFFIX, files_under, read_features
 
 FEATURE_NAMES: tuple[str, ...] = PAYMENT_FEATURES.names
 KEY_COLUMNS = ("event_id", "event_time", "card_id", "terminal_id")

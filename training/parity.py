@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from udfs.feature_table import FEATURE_NAMES, read_features
+from features.table import FEATURE_NAMES, read_features
 
 FLOAT_RTOL = 1e-9
 MATCH_KEY = ("event_id", "duplicate")

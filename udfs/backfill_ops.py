@@ -1,11 +1,10 @@
 """Flink functions of the backfill: staged-line timestamps and the Parquet features writer.
 
-The staged lines (:mod:`udfs.history`) carry the record timestamp the live Kafka source used; the
-backfill assigns it with a Python ``TimestampAssigner`` *after* the file source (a Python assigner
-passed to ``from_source`` is ignored by PyFlink 2.2) and then hands the bare payload to the
-feature job's own graph. The writer turns the feature job's JSON output into Parquet files with
-pyarrow, and reports progress in a small JSON file the CLI polls.
-"""
+The staged lines (:mod:`features.history`) carry the record timestamp the live Kafka source used;
+the backfill assigns it with a Python ``TimestampAssigner`` *after* the file source (a Python
+assigner passed to ``from_source`` is ignored by PyFlink 2.2) and then hands the bare payload to
+the feature job's own graph. The writer turns the feature job's JSON output into Parquet files
+with pyarrow, and reports progress in a small JSON file the CLI polls."""
 
 from __future__ import annotations
 
@@ -20,8 +19,8 @@ import pyarrow.parquet as pq
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import ProcessFunction, RuntimeContext
 
-from udfs.feature_table import parse_json_records, to_table
-from udfs.history import SEPARATOR, parse_staged, payload_time
+from features.history import SEPARATOR, parse_staged, payload_time
+from features.table import parse_json_records, to_table
 
 PROGRESS_DIR = "_progress"
 PROGRESS_EVERY_ROWS = 5_000

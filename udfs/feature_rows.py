@@ -9,8 +9,8 @@ from __future__ import annotations
 from pyflink.common import Row, Types
 from pyflink.common.typeinfo import RowTypeInfo
 
+from features import output
 from schemas.feature_set import PAYMENT_FEATURES
-from udfs.features import output
 
 PASSTHROUGH = (
     ("event_id", Types.STRING()),

@@ -1,7 +1,7 @@
 """Thin Flink wrappers of the pure feature logic: card -> device -> terminal keyed stages.
 
 Each stage holds ONE msgpack blob per key in a ValueState (one get and at most one put per event)
-and calls exactly the functions :mod:`udfs.features.compute` calls, so the stream and the Python
+and calls exactly the functions :mod:`features.compute` calls, so the stream and the Python
 driver compute the same features. Records between stages are ``(transaction, values, duplicate,
 late, watermark_lag_ms)`` tuples; the terminal stage emits the enriched-features JSON. Keys idle
 for ``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
@@ -17,11 +17,11 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedCoProcessFunction, KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from features import card, device, output, terminal
+from features.compute import event_values
+from features.params import FeatureParams, cleanup_timer, is_late
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Label, Transaction
-from udfs.features import card, device, output, terminal
-from udfs.features.compute import event_values
-from udfs.features.params import FeatureParams, cleanup_timer, is_late
 from udfs.ingest import now_ms
 from udfs.java_gauge import JavaGauge
 

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.config import Settings, with_overrides
+from features.compute import FeaturePipeline
+from features.params import FeatureParams
 from jobs import backfill
 from riskstream.cli import main as cli_main
 from schemas.records import Transaction
 from schemas.validation import RecordSchemaError, decode
 from training.dataset import load_features
-from udfs.features.compute import FeaturePipeline
-from udfs.features.params import FeatureParams
 
 pytestmark = [pytest.mark.flink]
 

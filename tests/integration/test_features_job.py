@@ -21,14 +21,14 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from core.config import Settings, TopicSettings, with_overrides
+from features import output
+from features.compute import FeaturePipeline
 from jobs import features as features_job
 from jobs.env import create_env
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 from schemas.records import Label, Transaction
 from tests.conftest import create_topic
 from tests.support import read_topic
-from udfs.features import output
-from udfs.features.compute import FeaturePipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 

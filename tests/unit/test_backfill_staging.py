@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from udfs.history import parse_staged, stage_role, staged_line
+from features.history import parse_staged, stage_role, staged_line
 
 
 def _archive_line(partition: int, offset: int, ts: int, value: str) -> str:

@@ -8,6 +8,8 @@ import msgspec
 import pandas as pd
 import pyarrow.parquet as pq
 
+from features import output
+from features.table import to_table
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import Label
 from training.dataset import (
@@ -16,8 +18,6 @@ from training.dataset import (
     load_features,
     load_labels,
 )
-from udfs.feature_table import to_table
-from udfs.features import output
 
 CUTOFF = 1_000_000
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from features import card
+from features.compute import compute_features
+from features.params import FeatureParams, is_late
 from schemas.feature_set import MISSING
 from tests.unit.features_helpers import MIN, T0, D, H, Tx, online
-from udfs.features import card
-from udfs.features.compute import compute_features
-from udfs.features.params import FeatureParams, is_late
 
 ONE_DEGREE_KM = 111.19508
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import cloudpickle  # type: ignore[import-untyped]
 import msgspec
 
+from features.params import FeatureParams
 from schemas.validation import decode
 from tests.unit.features_helpers import T0
 from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
-from udfs.features.params import FeatureParams
 from udfs.ingest import ValidateRecords, dead_letter_json
 
 PARAMS = FeatureParams(allowed_lateness_ms=123)

@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 
+from features import card, device, terminal
+from features.compute import FeaturePipeline, FeatureRow, compute_features
+from features.params import FeatureParams
 from tests.unit.features_helpers import MIN, T0, D, H, Label, Tx, online
-from udfs.features import card, device, terminal
-from udfs.features.compute import FeaturePipeline, FeatureRow, compute_features
-from udfs.features.params import FeatureParams
 
 
 def by_id(events: list[Tx | Label]) -> dict[str, dict[str, float]]:

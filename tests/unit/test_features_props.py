@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features.card import WINDOWS_MS
+from features.compute import compute_features
+from features.params import FeatureParams
 from schemas.feature_set import MS_PER_DAY
 from tests.unit.features_helpers import T0, Tx
-from udfs.features.card import WINDOWS_MS
-from udfs.features.compute import compute_features
-from udfs.features.params import FeatureParams
 
 NO_EVICTION = FeatureParams(allowed_lateness_ms=400 * MS_PER_DAY, dedup_horizon_ms=0)
 OFFSETS = st.lists(st.integers(0, 60 * MS_PER_DAY), min_size=1, max_size=30)

@@ -8,11 +8,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from features import output
+from features.table import to_table
 from riskstream.cli import main as cli_main
 from schemas.feature_set import PAYMENT_FEATURES
 from training.parity import compare, render
-from udfs.feature_table import to_table
-from udfs.features import output
 
 NAMES = PAYMENT_FEATURES.names
 

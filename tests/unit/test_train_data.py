@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from features import output
+from features import table as feature_table
 from riskstream.cli import main
 from schemas.feature_set import PAYMENT_FEATURES
 from tests.unit.test_training_support import TINY_SPLIT, tiny_data, tiny_settings
@@ -17,8 +19,6 @@ from training.data import load_training_data
 from training.simulator import encode, writers
 from training.simulator.generate import simulate
 from training.simulator.progress import Progress
-from udfs import feature_table
-from udfs.features import output
 
 
 def _write_backfill(out: Path) -> None:

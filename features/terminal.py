@@ -11,9 +11,9 @@ from bisect import bisect_right
 
 import msgspec
 
+from features.events import FRAUD, LabelLike, TransactionLike
+from features.params import FeatureParams
 from schemas.feature_set import LABEL_DELAY_MS, MS_PER_DAY, PAYMENT_FEATURES, Key
-from udfs.features.events import FRAUD, LabelLike, TransactionLike
-from udfs.features.params import FeatureParams
 
 WINDOWS_MS = (MS_PER_DAY, 7 * MS_PER_DAY, 30 * MS_PER_DAY)
 RETENTION_MS = LABEL_DELAY_MS + WINDOWS_MS[-1]

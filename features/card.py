@@ -11,9 +11,9 @@ from bisect import bisect_right
 
 import msgspec
 
+from features.events import CARD_PRESENT, TransactionLike, haversine_km
+from features.params import FeatureParams
 from schemas.feature_set import MISSING, MS_PER_DAY, MS_PER_HOUR, PAYMENT_FEATURES, Key
-from udfs.features.events import CARD_PRESENT, TransactionLike, haversine_km
-from udfs.features.params import FeatureParams
 
 WINDOWS_MS = (MS_PER_HOUR, MS_PER_DAY, 7 * MS_PER_DAY, 30 * MS_PER_DAY)
 LONGEST_WINDOW_MS = WINDOWS_MS[-1]

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import SchemaError
+from features import output
 from schemas.feature_set import PAYMENT_FEATURES
-from udfs.features import output
 
 FEATURE_NAMES: tuple[str, ...] = PAYMENT_FEATURES.names
 ID_COLUMNS = ("event_id", "event_time", "card_id", "terminal_id", "device_id")

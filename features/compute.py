@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TypeGuard
 
 from core.errors import FeatureSpecError
+from features import card, device, terminal
+from features.events import LabelLike, TransactionLike, time_features
+from features.params import FeatureParams
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet, Key
-from udfs.features import card, device, terminal
-from udfs.features.events import LabelLike, TransactionLike, time_features
-from udfs.features.params import FeatureParams
 
 EVENT_NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.EVENT)
 STAGE_NAMES = EVENT_NAMES + card.NAMES + device.NAMES + terminal.NAMES

@@ -11,9 +11,9 @@ from bisect import bisect_right
 
 import msgspec
 
+from features.events import FRAUD, LabelLike, TransactionLike
+from features.params import FeatureParams
 from schemas.feature_set import MS_PER_DAY, PAYMENT_FEATURES, Key
-from udfs.features.events import FRAUD, LabelLike, TransactionLike
-from udfs.features.params import FeatureParams
 
 DISTINCT_WINDOW_MS = MS_PER_DAY
 NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.DEVICE)

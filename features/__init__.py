@@ -1,0 +1,9 @@
+"""Pure feature logic (no pyflink): one definition for the stream, the backfill and training.
+
+Each keyed stage (:mod:`features.card`, :mod:`features.terminal`, :mod:`features.device`) has a
+compact per-key state (one msgpack blob per key, so a Flink ValueState costs one get and one put
+per event) with ``update``/``values``-style functions taking explicit epoch-ms event times.
+:mod:`features.compute` chains the stages in plain Python for whole event lists. The offline side
+reads and writes history files: :mod:`features.history` (backfill input staging) and
+:mod:`features.table` (the enriched-features table). The Flink wrappers live in ``udfs/``.
+"""
