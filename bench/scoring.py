@@ -1,6 +1,6 @@
 """Benchmark: the scoring UDF alone, vectorized (pandas/Arrow) against row-at-a-time.
 
-Both UDFs score with the same champion models through the same :class:`udfs.scoring.Scorer`; only
+Both UDFs score with the same champion models through the same :class:`scoring.scorer.Scorer`; only
 the calling convention differs. Rows come from Flink's ``datagen`` connector and go to a
 ``blackhole`` sink on the mini-cluster, so Kafka and the feature stages are out of the picture. Each
 job's wall time minus that of the same job without a UDF (start-up, generation) gives the UDF's
@@ -25,9 +25,9 @@ from core.config import Settings, with_overrides
 from jobs.env import create_env
 from riskstream.demo import ensure_champion
 from schemas.feature_set import PAYMENT_FEATURES
-from training.registry import load_champion
+from scoring.registry import load_champion
+from scoring.scorer import Scorer, ScoringPolicy
 from udfs.score_udf import score_function
-from udfs.scoring import Scorer, ScoringPolicy
 
 VECTOR_ROWS = 200_000
 ROW_ROWS = 20_000

@@ -35,10 +35,10 @@ from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
 from jobs.env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring.scorer import ScoringPolicy
 from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
 from udfs.feature_rows import COLUMNS, row_type, to_row
 from udfs.score_udf import RESULT_FIELDS, score_function
-from udfs.scoring import ScoringPolicy
 
 JOB_NAME = "riskstream-scoring"
 ROWTIME = "rowtime"

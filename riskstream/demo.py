@@ -21,6 +21,7 @@ from riskstream.infra.rest import FlinkRest
 from riskstream.jobrunner import write_settings
 from riskstream.live import DecisionWatcher, LiveFeed, live_topics
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring.registry import champion
 from training import registry, train
 from training.data import simulated_training_data
 from training.simulator.generate import simulate
@@ -44,7 +45,7 @@ class DemoOptions:
 def ensure_champion(settings: Settings) -> str:
     """The champion version, training and promoting a small one first if there is none."""
     path = settings.registry
-    version = registry.champion(path) if path.exists() else None
+    version = champion(path) if path.exists() else None
     if version is not None:
         return version
     print(f"demo: no champion in {path}; training a small model (about a minute) ...", flush=True)

@@ -1,4 +1,4 @@
-"""Event contracts of riskstream: JSON Schema files (``schemas/json``) and fast msgspec records.
+"""Event contracts: JSON Schema files (``schemas/json``) and fast msgspec records.
 
 This package imports no pyflink, so jobs, UDFs and offline training can all depend on it.
 """

@@ -1,4 +1,4 @@
-"""The feature set contract: every feature riskstream computes, defined once, as data.
+"""The feature set contract: every feature the project computes, defined once, as data.
 
 Training, the streaming job, the backfill and the model cards all read this module, so a feature's
 name, type, key, window and meaning cannot drift between them. Output names are derived from the

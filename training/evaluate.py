@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from training.thresholds import Thresholds, choose_thresholds
+from scoring.thresholds import Thresholds, choose_thresholds
 
 __all__ = ["Thresholds", "calibration", "card_precision_at_k", "choose_thresholds", "evaluate"]
 

@@ -20,8 +20,8 @@ from sklearn.ensemble import IsolationForest
 
 from core.errors import ModelContractError
 from schemas.feature_set import FeatureSet
+from scoring.onnx_io import PROBABILITIES, TARGET_OPSET, onnx_score, session
 from training import models
-from training.onnx_io import PROBABILITIES, TARGET_OPSET, onnx_score, session
 
 __all__ = [
     "PROBABILITIES",

@@ -25,7 +25,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.stacking import (
+from scoring.stacking import (
     ALL_MODELS,
     ANOMALY,
     BOOSTING,

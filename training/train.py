@@ -16,9 +16,9 @@ import pandas as pd
 
 from core.config import TrainingSettings
 from schemas.feature_set import FeatureSet
+from scoring.rules import RuleModel
 from training import evaluate, export, models, split
 from training.progress import note
-from training.rules import RuleModel
 
 F64 = npt.NDArray[np.float64]
 

@@ -4,7 +4,7 @@ scored payment the windowed analytics aggregate.
 One Python step per payment: the decision goes to the main output (low latency, at least once,
 with a decision id derived from the transaction id and model version so consumers can drop
 re-sends), the prediction log and the alerts (blocked payments) to side outputs. It runs in thread
-mode, so it imports only light modules (see :mod:`udfs.score_fields`).
+mode, so it imports only light modules (see :mod:`scoring.fields`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pyflink.datastream import OutputTag, ProcessFunction
 
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import MAX_REASON_CODES, SCHEMA_VERSION, Decision, PredictionLog
-from training import stacking
+from scoring import stacking
+from scoring.fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
 from udfs.analytics.records import ScoredPayment
-from udfs.score_fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
 
 PREDICTION_LOG_TAG = OutputTag("prediction-log", Types.STRING())
 ALERTS_TAG = OutputTag("alerts", Types.STRING())

@@ -3,7 +3,7 @@
 Models are loaded once per worker in ``open()`` from the registry (checksums and the feature-set
 contract verified); each ``eval`` gets a batch of feature columns and returns one struct per row:
 every model's score, the ensemble probability, the decision, its reason codes and whether it was
-decided in a degraded mode (:mod:`udfs.scoring`). Counters go to Flink's metric system.
+decided in a degraded mode (:mod:`scoring.scorer`). Counters go to Flink's metric system.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from training import stacking
-from training.registry import load_champion
-from udfs.explain import LinearExplainer
-from udfs.score_fields import MODE_SHED, RESULT_NAMES, SCORE_PREFIX
-from udfs.scoring import Scorer, ScoringPolicy
+from scoring import stacking
+from scoring.explain import LinearExplainer
+from scoring.fields import MODE_SHED, RESULT_NAMES, SCORE_PREFIX
+from scoring.registry import load_champion
+from scoring.scorer import Scorer, ScoringPolicy
 
 _STRINGS = {"decision", "mode", "reasons", "model_version"}
 RESULT_FIELDS = tuple(

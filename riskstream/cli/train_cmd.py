@@ -17,6 +17,7 @@ from typing import Any
 
 from core.config import Settings
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring.registry import champion, read_card, versions
 from training import evaluate, handbook, registry, train
 from training.data import load_training_data, simulated_training_data
 from training.progress import note
@@ -135,8 +136,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
         rows = ["| version | stage | created (UTC) | feature set | inputs | ensemble AP | commit |"]
         rows.append("| --- | --- | --- | --- | --- | --- | --- |")
-        for version in registry.versions(root):
-            card = registry.read_card(root, version)
+        for version in versions(root):
+            card = read_card(root, version)
             fs = card["feature_set"]
             ap = card.get("metrics", {}).get("ensemble", {}).get("average_precision")
             rows.append(
@@ -146,11 +147,11 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             )
         print("\n".join(rows) if len(rows) > 2 else f"no model versions in {root}")
     elif args.action == "show":
-        chosen: str | None = args.version or registry.champion(root)
+        chosen: str | None = args.version or champion(root)
         if chosen is None:
             print(f"no champion in {root}; name a version", file=sys.stderr)
             return 1
-        print(json.dumps(registry.read_card(root, chosen), indent=2))
+        print(json.dumps(read_card(root, chosen), indent=2))
     elif args.action == "promote":
         previous = registry.promote(root, args.version)
         retired = f" (retired {previous})" if previous else ""

@@ -29,11 +29,12 @@ from riskstream.jobrunner import write_settings
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import WindowAnalytics
 from schemas.validation import decode_transaction
+from scoring import stacking
+from scoring.registry import CARD_FILE, load_champion, sha256
 from tests.conftest import create_topic
 from tests.support import read_topic
 from tests.unit.test_training_support import fresh_registry
-from training import registry, stacking
-from training.registry import load_champion
+from training import registry
 from udfs.analytics.encode import latest_revisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -221,11 +222,11 @@ def _break_model(models: Path, name: str) -> None:
     data.ir_version = 8
     payload = data.SerializeToString()
     onnx.checker.check_model(data)
-    card_path = models / "v0001" / registry.CARD_FILE
+    card_path = models / "v0001" / CARD_FILE
     card = json.loads(card_path.read_text())
     entry = card["models"][name]
     (models / "v0001" / entry["file"]).write_bytes(payload)
-    entry["sha256"] = registry.sha256(payload)
+    entry["sha256"] = sha256(payload)
     card_path.write_text(json.dumps(card, indent=2))
 
 

@@ -33,11 +33,11 @@ from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.rest import FlinkRest, JobInfo
 from schemas.records import Decision, PredictionLog, Transaction
+from scoring.registry import load_champion
 from tests.conftest import create_topic
 from tests.support import read_topic
 from tests.unit.test_training_support import fresh_registry
 from training import registry
-from training.registry import load_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -50,7 +50,7 @@ NO_SHEDDING_MS = 3_600_000
 WAIT_S = 180.0
 POLL_S = 1.0
 # The job's Arrow batches depend on arrival timing; scoring is batch-invariant since a one-row batch
-# is scored as two rows (udfs/scoring.py), but this test keeps a tolerance rather than rely on it.
+# is scored as two rows (scoring/scorer.py), but this test keeps a tolerance rather than rely on it.
 SCORE_TOLERANCE = 1e-3
 # Fields that legitimately differ between two runs over the same input: wall-clock stamps.
 #   decisions: received_time (= the feature stage's computed_time), processing_latency_ms,

@@ -12,12 +12,22 @@ import pytest
 
 from core.errors import ModelContractError, RegistryError
 from riskstream.cli import main
+from scoring.registry import (
+    CARD_FILE,
+    CHAMPION,
+    RETIRED,
+    champion,
+    load_champion,
+    load_version,
+    read_card,
+    versions,
+)
 from tests.unit.test_training_support import fresh_registry
 from training import registry
 
 
 def _edit_card(root: Path, folder: str, **changes: object) -> None:
-    path = root / folder / registry.CARD_FILE
+    path = root / folder / CARD_FILE
     card = json.loads(path.read_text("utf-8"))
     card["feature_set"] |= changes
     path.write_text(json.dumps(card), "utf-8")
@@ -30,14 +40,14 @@ def test_tampered_onnx_file_is_refused(tmp_path: Path) -> None:
     data[-1] ^= 0xFF
     target.write_bytes(bytes(data))
     with pytest.raises(RegistryError, match=r"gradient_boosting.onnx: checksum mismatch"):
-        registry.load_version(root, "v0001")
+        load_version(root, "v0001")
 
 
 def test_card_with_another_feature_set_version_is_refused(tmp_path: Path) -> None:
     root = fresh_registry(tmp_path)
     _edit_card(root, "v0001", version=99)
     with pytest.raises(ModelContractError, match=r"feature set payment_features v99"):
-        registry.load_version(root, "v0001")
+        load_version(root, "v0001")
     with pytest.raises(ModelContractError):
         registry.promote(root, "v0001")
 
@@ -46,15 +56,15 @@ def test_card_with_another_feature_hash_is_refused(tmp_path: Path) -> None:
     root = fresh_registry(tmp_path)
     _edit_card(root, "v0001", spec_hash="0" * 64)
     with pytest.raises(ModelContractError, match="spec_hash differs"):
-        registry.load_version(root, "v0001")
+        load_version(root, "v0001")
 
 
 def test_no_champion_and_unknown_version_are_clear_errors(tmp_path: Path) -> None:
     root = fresh_registry(tmp_path)
     with pytest.raises(RegistryError, match="no champion"):
-        registry.load_champion(root)
+        load_champion(root)
     with pytest.raises(RegistryError, match="no model version 'v0042'"):
-        registry.read_card(root, "v0042")
+        read_card(root, "v0042")
 
 
 def test_promote_and_rollback(tmp_path: Path) -> None:
@@ -63,18 +73,18 @@ def test_promote_and_rollback(tmp_path: Path) -> None:
     (root / "v0001").rename(second)
     fresh = fresh_registry(tmp_path / "again")
     (fresh / "v0001").rename(root / "v0001")
-    card = json.loads((second / registry.CARD_FILE).read_text("utf-8"))
+    card = json.loads((second / CARD_FILE).read_text("utf-8"))
     card["version"] = "v0002"
-    (second / registry.CARD_FILE).write_text(json.dumps(card), "utf-8")
+    (second / CARD_FILE).write_text(json.dumps(card), "utf-8")
 
     assert registry.promote(root, "v0001") is None
-    assert registry.load_champion(root).version == "v0001"
+    assert load_champion(root).version == "v0001"
     assert registry.promote(root, "v0002") == "v0001"
-    stages = {v: registry.read_card(root, v)["stage"] for v in registry.versions(root)}
-    assert stages == {"v0001": registry.RETIRED, "v0002": registry.CHAMPION}
+    stages = {v: read_card(root, v)["stage"] for v in versions(root)}
+    assert stages == {"v0001": RETIRED, "v0002": CHAMPION}
     assert registry.rollback(root) == ("v0002", "v0001")
-    assert registry.champion(root) == "v0001"
-    assert registry.read_card(root, "v0002")["stage"] == registry.RETIRED
+    assert champion(root) == "v0001"
+    assert read_card(root, "v0002")["stage"] == RETIRED
     with pytest.raises(RegistryError, match="only version ever promoted"):
         registry.rollback(root)
 
@@ -99,7 +109,7 @@ def test_registry_holds_no_pickles(tmp_path: Path) -> None:
 
 def test_loader_imports_neither_sklearn_nor_skl2onnx_nor_pyflink() -> None:
     code = (
-        "import sys, training.registry; "
+        "import sys, scoring.registry, scoring.scorer; "
         "print(sorted(m for m in ('sklearn', 'skl2onnx', 'pyflink') if m in sys.modules))"
     )
     found = subprocess.run(

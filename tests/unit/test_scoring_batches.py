@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring.registry import load_version
+from scoring.scorer import Scorer, ScoringPolicy
 from tests.unit.test_training_support import fresh_registry, tiny_data
-from training.registry import load_version
-from udfs.scoring import Scorer, ScoringPolicy
 
 ROWS = 240
 NO_SHEDDING_MS = 3_600_000

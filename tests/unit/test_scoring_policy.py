@@ -13,12 +13,12 @@ import pytest
 
 from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring import stacking
+from scoring.explain import LinearExplainer
+from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED
+from scoring.registry import LoadedModels, load_version, sha256
+from scoring.scorer import Scorer, ScoringPolicy
 from tests.unit.test_training_support import fresh_registry, tiny_data
-from training import registry, stacking
-from training.registry import LoadedModels, load_version
-from udfs.explain import LinearExplainer
-from udfs.score_fields import MODE_FULL, MODE_RULES, MODE_SHED
-from udfs.scoring import Scorer, ScoringPolicy
 
 BUDGET_MS = 100
 
@@ -142,12 +142,12 @@ def test_registry_keeps_verified_bytes(tmp_path: Path) -> None:
     path = fresh_registry(tmp_path)
     loaded = load_version(path, "v0001")
     for name, data in loaded.model_bytes.items():
-        assert registry.sha256(data) == loaded.card["models"][name]["sha256"]
+        assert sha256(data) == loaded.card["models"][name]["sha256"]
 
 
 def _scored_row(decision: str) -> dict[str, Any]:
     """A row as the scoring UDF hands it to DecisionOutputs."""
-    from udfs.score_fields import SCORE_PREFIX
+    from scoring.fields import SCORE_PREFIX
 
     now = int(time.time() * 1000)
     return {

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from riskstream.cli import main
+from scoring.registry import load_champion
 from tests.unit.test_training_support import TINY, TINY_SPLIT
-from training import models, registry
+from training import models
 
 
 def test_train_registers_a_candidate_and_promotes_it(
@@ -29,4 +30,4 @@ def test_train_registers_a_candidate_and_promotes_it(
     assert "registered v0001 (candidate)" in out and "promoted v0001 to champion" in out
     assert set(json.loads(report.read_text("utf-8"))["metrics"]) == set(models.ALL_MODELS)
     assert (root / "v0001" / "evaluation.json").is_file()
-    assert registry.load_champion(root).version == "v0001"
+    assert load_champion(root).version == "v0001"

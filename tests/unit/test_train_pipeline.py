@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring.registry import CANDIDATE, CARD_FILE, SUMS_FILE, load_version, read_card
 from tests.unit.test_training_support import fresh_registry, tiny_data, tiny_run
-from training import models, registry, split
+from training import models, split
 from training.export import PARITY_TOLERANCE, onnx_score
 
 
 def test_registry_version_reproduces_sklearn_probabilities(tmp_path: Path) -> None:
     run = tiny_run()
     root = fresh_registry(tmp_path)
-    loaded = registry.load_version(root, "v0001")
+    loaded = load_version(root, "v0001")
     _, test = split.apply(tiny_data().frame, run.split, only_known_labels=True)
     features = test[list(PAYMENT_FEATURES.names)].to_numpy()
     scored = loaded.score(features)
@@ -36,7 +37,7 @@ def test_registry_version_reproduces_sklearn_probabilities(tmp_path: Path) -> No
 
 
 def test_model_card_lists_exactly_the_streaming_feature_set(tmp_path: Path) -> None:
-    card = registry.read_card(fresh_registry(tmp_path), "v0001")
+    card = read_card(fresh_registry(tmp_path), "v0001")
     assert card["feature_set"] == {
         "name": PAYMENT_FEATURES.name,
         "version": PAYMENT_FEATURES.version,
@@ -48,8 +49,8 @@ def test_model_card_lists_exactly_the_streaming_feature_set(tmp_path: Path) -> N
 
 def test_model_card_fields(tmp_path: Path) -> None:
     root = fresh_registry(tmp_path)
-    card = registry.read_card(root, "v0001")
-    assert card["stage"] == registry.CANDIDATE
+    card = read_card(root, "v0001")
+    assert card["stage"] == CANDIDATE
     assert card["training"]["rows"]["train"] > 0 and card["training"]["rows"]["test"] > 0
     assert card["training"]["label_delay_days"] == 3
     assert set(card["libraries"]) >= {"scikit-learn", "skl2onnx", "onnxruntime", "onnx"}
@@ -64,8 +65,8 @@ def test_model_card_fields(tmp_path: Path) -> None:
     files = sorted(p.name for p in (root / "v0001").iterdir())
     assert files == sorted(
         [
-            registry.CARD_FILE,
-            registry.SUMS_FILE,
+            CARD_FILE,
+            SUMS_FILE,
             *(f"{n}.onnx" for n in (*models.LEARNED, "ensemble")),
         ]
     )

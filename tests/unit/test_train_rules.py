@@ -8,7 +8,7 @@ import pytest
 from core.config import RuleSettings, load_settings
 from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
-from training.rules import RuleModel
+from scoring.rules import RuleModel
 
 
 def test_default_rules_use_feature_set_names() -> None:

@@ -24,12 +24,12 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import ConfigError
-from training import stacking
-from training.onnx_io import onnx_score
-from training.registry import LoadedModels
-from training.thresholds import Thresholds
-from udfs.explain import LinearExplainer
-from udfs.score_fields import MODE_FULL, MODE_RULES, MODE_SHED, REASON_SEPARATOR, SEVERITY
+from scoring import stacking
+from scoring.explain import LinearExplainer
+from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED, REASON_SEPARATOR, SEVERITY
+from scoring.onnx_io import onnx_score
+from scoring.registry import LoadedModels
+from scoring.thresholds import Thresholds
 
 F64 = npt.NDArray[np.float64]
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from training import stacking
+from scoring import stacking
 
 TARGET_OPSET: Mapping[str, int] = {"": 17, "ai.onnx.ml": 3}
 """Pinned opsets: ai.onnx 17 and ai.onnx.ml 3 (onnxruntime 1.32 runs both)."""

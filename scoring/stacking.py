@@ -1,6 +1,6 @@
 """Model names and the ensemble's input transform: numpy only, for training and the scoring job.
 
-The scoring UDF imports this module (through :mod:`training.registry`) without pulling in
+The scoring UDF imports this module (through :mod:`scoring.registry`) without pulling in
 scikit-learn or skl2onnx.
 """
 

@@ -8,7 +8,7 @@ hangs the operator's start.
 
 from __future__ import annotations
 
-from training import stacking
+from scoring import stacking
 
 APPROVE, STEP_UP, BLOCK = "approve", "step_up", "block"
 SEVERITY = {APPROVE: 0, STEP_UP: 1, BLOCK: 2}
