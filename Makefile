@@ -24,10 +24,11 @@ install: $(STAMP) ## create the virtualenv and install riskstream with dev tools
 jars: install ## fetch the pinned jars into the cache (once) and verify their sha256
 	$(BIN)/riskstream jars fetch
 
-lint: install ## ruff (lint + format check) and mypy --strict
+lint: install ## ruff (lint + format check), mypy --strict and the import-linter layer contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
@@ -43,4 +44,4 @@ demo: jars ## start Kafka, stream simulated payments through the job on the mini
 	$(BIN)/riskstream demo
 
 clean: ## remove the virtualenv and runtime files (the jar cache is kept)
-	rm -rf $(VENV) .riskstream .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .riskstream .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info
