@@ -31,11 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import SchemaError
+from features.files import JSONL_SUFFIX, PARQUET_SUFFIX, data_files
 
 ROLES = ("transactions", "labels")
-JSONL_SUFFIX = ".jsonl"
-PARQUET_SUFFIX = ".parquet"
-DATA_SUFFIXES = (JSONL_SUFFIX, PARQUET_SUFFIX)
 DELIVERY_COLUMNS = frozenset({"arrival_time"})
 """Parquet columns that are delivery metadata written by the simulator, not contract fields."""
 ARCHIVE_KEYS = frozenset({"partition", "offset", "timestamp"})
@@ -93,17 +91,6 @@ def role_dir(root: Path, role: str) -> Path | None:
     """The directory of a role under the input root (``None`` if absent)."""
     path = root / role
     return path if path.is_dir() else None
-
-
-def data_files(directory: Path) -> list[Path]:
-    """Data files under ``directory`` in path order (day and part names sort chronologically)."""
-    return sorted(
-        p
-        for p in directory.rglob("*")
-        if p.is_file()
-        and p.suffix in DATA_SUFFIXES
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
-    )
 
 
 def payload_time(payload: str | bytes) -> int | None:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from core.errors import SchemaError
 from features import output
+from features.files import PARQUET_SUFFIX, data_files
 from schemas.feature_set import PAYMENT_FEATURES
 
 FEATURE_NAMES: tuple[str, ...] = PAYMENT_FEATURES.names
@@ -49,8 +50,6 @@ SCHEMA = pa.schema(
         *(pa.field(name, pa.float64(), nullable=False) for name in FEATURE_NAMES),
     ]
 )
-PARQUET_SUFFIX = ".parquet"
-JSONL_SUFFIX = ".jsonl"
 BACKFILL_FEATURES_DIR = "features"
 
 
@@ -98,35 +97,17 @@ def _archive_values(path: Path) -> Iterator[str]:
             yield value
 
 
-def files_under(path: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Data files at ``path`` (a file, or a directory searched recursively), sorted by path.
-
-    Sorting by path keeps day partitions (``day=YYYY-MM-DD``) and numbered parts in order.
-    """
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise SchemaError(f"{path}: no such file or directory")
-    return sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file()
-        and p.suffix in suffixes
-        and not any(part.startswith("_") for part in p.parts)
-    )
-
-
 def read_features(path: str | Path) -> pd.DataFrame:
     """A features table from backfill Parquet output or from an archive of the features topic.
 
     ``path`` is a backfill output directory (its ``features/``), a Parquet file, a JSON Lines
-    archive file, or a directory of either (searched recursively; names starting with ``_`` are
-    skipped). Columns follow :data:`SCHEMA`.
+    archive file, or a directory of either (found by :func:`features.files.data_files`).
+    Columns follow :data:`SCHEMA`.
     """
     root = Path(path)
     if (root / BACKFILL_FEATURES_DIR).is_dir():
         root = root / BACKFILL_FEATURES_DIR  # a backfill output directory
-    files = files_under(root, (PARQUET_SUFFIX, JSONL_SUFFIX))
+    files = data_files(root)
     if not files:
         raise SchemaError(f"{root}: no .parquet or .jsonl feature files found")
     tables = []

@@ -37,7 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import SchemaError
-from features.table import JSONL_SUFFIX, PARQUET_SUFFIX, files_under, read_features
+from features.files import PARQUET_SUFFIX, data_files
+from features.table import read_features
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.validation import RecordSchemaError, decode
 
@@ -83,7 +84,7 @@ def load_labels(path: str | Path) -> pd.DataFrame:
     root = Path(path)
     if root.is_dir() and (root / "labels").is_dir():
         root = root / "labels"
-    files = files_under(root, (PARQUET_SUFFIX, JSONL_SUFFIX))
+    files = data_files(root)
     if not files:
         raise SchemaError(f"{root}: no .parquet or .jsonl label files found")
     frames = []
