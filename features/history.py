@@ -5,8 +5,9 @@ each one of:
 
 - simulator output: ``day=YYYY-MM-DD/part-0.jsonl`` or ``.parquet`` (rows in arrival order; days in
   path order);
-- a topic archive from ``riskstream archive``: ``partition=<p>/part-<n>.jsonl`` lines carrying the
-  Kafka partition, offset, record timestamp and the payload verbatim.
+- a topic archive from ``riskstream archive`` (:mod:`features.archive`):
+  ``partition=<p>/part-<n>.jsonl`` lines carrying the Kafka partition, offset, record timestamp
+  and the payload verbatim.
 
 Every input becomes ONE staged text file per role, read by a single Flink ``FileSource`` split (so
 order is kept). A staged line is ``<record timestamp>\\t<r|j>\\t<origin>\\t<payload>``: the
@@ -31,12 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import SchemaError
+from features.archive import is_archive_file, read_archive
 from features.files import JSONL_SUFFIX, PARQUET_SUFFIX, data_files
 
 ROLES = ("transactions", "labels")
 DELIVERY_COLUMNS = frozenset({"arrival_time"})
 """Parquet columns that are delivery metadata written by the simulator, not contract fields."""
-ARCHIVE_KEYS = frozenset({"partition", "offset", "timestamp"})
 RAW, QUOTED = "r", "j"
 SEPARATOR = "\t"
 PARQUET_BATCH_ROWS = 65_536
@@ -105,22 +106,6 @@ def payload_time(payload: str | bytes) -> int | None:
         return None
 
 
-def _is_archive_line(line: str) -> bool:
-    try:
-        document = json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(document, dict) and document.keys() >= ARCHIVE_KEYS
-
-
-def _first_line(path: Path) -> str:
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.strip():
-                return line
-    return ""
-
-
 def _jsonl_records(path: Path) -> Iterator[_Record]:
     with path.open("r", encoding="utf-8", errors="replace", newline="\n") as handle:
         for row, line in enumerate(handle):
@@ -132,26 +117,15 @@ def _jsonl_records(path: Path) -> Iterator[_Record]:
 
 def _archive_records(path: Path) -> Iterator[tuple[int, int, int, _Record]]:
     """(timestamp, partition, offset, record) of an archive file, in offset order."""
-    with path.open("r", encoding="utf-8") as handle:
-        for row, line in enumerate(handle):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-                partition, offset, ts = int(doc["partition"]), int(doc["offset"]), doc["timestamp"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise SchemaError(f"{path} row {row}: not a topic-archive line: {exc}") from exc
-            payload = doc.get("value")
-            if payload is None:
-                payload = doc.get("value_b64", "")
-            origin = f"{path}:{row} (partition {partition}, offset {offset})"
-            stamp = int(ts) if isinstance(ts, int) and ts >= 0 else None
-            yield (
-                stamp if stamp is not None else -1,
-                partition,
-                offset,
-                _Record(stamp, origin, payload),
-            )
+    for rec in read_archive(path):
+        origin = f"{path}:{rec.row} (partition {rec.partition}, offset {rec.offset})"
+        stamp = rec.timestamp if rec.timestamp is not None and rec.timestamp >= 0 else None
+        yield (
+            stamp if stamp is not None else -1,
+            rec.partition,
+            rec.offset,
+            _Record(stamp, origin, rec.payload),
+        )
 
 
 def _merged_archive(files: list[Path]) -> Iterator[_Record]:
@@ -211,7 +185,7 @@ def _parquet_records(role: str, path: Path, problems: list[FileProblem]) -> Iter
 
 
 def _records(role: str, files: list[Path], problems: list[FileProblem]) -> Iterator[_Record]:
-    archive = [f for f in files if f.suffix == JSONL_SUFFIX and _is_archive_line(_first_line(f))]
+    archive = [f for f in files if f.suffix == JSONL_SUFFIX and is_archive_file(f)]
     if archive:
         if len(archive) != len(files):
             raise SchemaError(

@@ -8,7 +8,6 @@ parity check and the training-set builder read it. No pyflink here: ``training/`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 
 from core.errors import SchemaError
 from features import output
+from features.archive import read_archive
 from features.files import PARQUET_SUFFIX, data_files
 from schemas.feature_set import PAYMENT_FEATURES
 
@@ -80,21 +80,13 @@ def parse_json_records(lines: Iterable[bytes | str], origin: str) -> list[output
 
 
 def _archive_values(path: Path) -> Iterator[str]:
-    """Payloads of a topic archive file (see :mod:`riskstream.archive`), in file order."""
-    with path.open("r", encoding="utf-8") as handle:
-        for row, line in enumerate(handle):
-            if not line.strip():
-                continue
-            try:
-                document = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{path} row {row}: not JSON: {exc}") from exc
-            value = document.get("value") if isinstance(document, dict) else None
-            if not isinstance(value, str):
-                raise SchemaError(
-                    f"{path} row {row}: expected an archive line with a 'value' string"
-                )
-            yield value
+    """Payloads of a topic archive file (:mod:`features.archive`), in file order."""
+    for record in read_archive(path):
+        if record.value is None:
+            raise SchemaError(
+                f"{path} row {record.row}: expected an archive line with a 'value' string"
+            )
+        yield record.value
 
 
 def read_features(path: str | Path) -> pd.DataFrame:

@@ -1,14 +1,9 @@
 """Dump a Kafka topic to JSON Lines files that keep arrival order (``riskstream archive``).
 
-Layout: ``OUT/partition=<p>/part-<nnnnnn>.jsonl``, each line one record in offset order::
-
-    {"topic": "transactions", "partition": 0, "offset": 17, "timestamp": 1522540800123,
-     "timestamp_type": "create", "key": "card-1", "value": "<the payload, verbatim>"}
-
-plus ``OUT/_archive.json`` (topic, per-partition offset ranges, counts). The record timestamp is
-what the live job's Kafka source turned into the stream timestamp (producers set it to the event
-time), so a backfill of the archive assigns the same timestamps and watermarks. A payload that is
-not UTF-8 is kept as base64 under ``value_b64`` instead of ``value``.
+The file format, its writer and its reader are in :mod:`features.archive`; this module consumes
+the topic. The record timestamp is what the live job's Kafka source turned into the stream
+timestamp (producers set it to the event time), so a backfill of the archive assigns the same
+timestamps and watermarks.
 
 The topic is read from its earliest retained offset up to the end offsets at start, so a topic
 still being written is archived up to a well-defined point.
@@ -16,28 +11,25 @@ still being written is archived up to a well-defined point.
 
 from __future__ import annotations
 
-import base64
-import json
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from core.config import Settings
 from core.errors import ServiceError
+from features.archive import PartitionWriter, archive_line, partition_dir, write_manifest
 
-ARCHIVE_MANIFEST = "_archive.json"
 METADATA_TIMEOUT_S = 10.0
 POLL_S = 0.5
 DEFAULT_IDLE_TIMEOUT_S = 60.0
 DEFAULT_RECORDS_PER_FILE = 1_000_000
 PROGRESS_EVERY = 50_000
-TIMESTAMP_TYPES = {0: "none", 1: "create", 2: "log_append"}
 
 
 @dataclass(frozen=True)
@@ -50,53 +42,18 @@ class ArchiveResult:
     """Partition -> (first offset, end offset) archived."""
 
 
-def partition_dir(out: Path, partition: int) -> Path:
-    """Directory of one partition's files."""
-    return out / f"partition={partition}"
-
-
-def archive_line(message: Any) -> str:
-    """The JSON line of one consumed message."""
+def message_line(message: Any) -> str:
+    """The archive line of one consumed message (format: :func:`features.archive.archive_line`)."""
     ts_type, ts = message.timestamp()
-    key = message.key()
-    document: dict[str, Any] = {
-        "topic": message.topic(),
-        "partition": message.partition(),
-        "offset": message.offset(),
-        "timestamp": ts,
-        "timestamp_type": TIMESTAMP_TYPES.get(ts_type, str(ts_type)),
-        "key": key.decode("utf-8", "replace") if key is not None else None,
-    }
-    value: bytes | None = message.value()
-    try:
-        document["value"] = value.decode("utf-8") if value is not None else None
-    except UnicodeDecodeError:
-        document["value_b64"] = base64.b64encode(value or b"").decode()
-    return json.dumps(document, separators=(",", ":"))
-
-
-class _PartitionWriter:
-    """Rolls ``part-<n>.jsonl`` files of one partition every ``records_per_file`` lines."""
-
-    def __init__(self, directory: Path, records_per_file: int) -> None:
-        self.directory = directory
-        self.records_per_file = records_per_file
-        self.count = 0
-        self._file: TextIO | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def write(self, line: str) -> None:
-        if self._file is None or self.count % self.records_per_file == 0:
-            self.close()
-            part = self.count // self.records_per_file
-            self._file = (self.directory / f"part-{part:06d}.jsonl").open("w", encoding="utf-8")
-        self._file.write(line + "\n")
-        self.count += 1
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    return archive_line(
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        timestamp=ts,
+        timestamp_type=ts_type,
+        key=message.key(),
+        value=message.value(),
+    )
 
 
 def _end_offsets(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
@@ -147,7 +104,7 @@ def archive_topic(
             "isolation.level": "read_committed",
         }
     )
-    writers: dict[int, _PartitionWriter] = {}
+    writers: dict[int, PartitionWriter] = {}
     try:
         ranges = _end_offsets(consumer, topic)
         pending = {p for p, (low, high) in ranges.items() if high > low}
@@ -175,10 +132,10 @@ def archive_topic(
                 continue
             writer = writers.get(partition)
             if writer is None:
-                writer = writers[partition] = _PartitionWriter(
+                writer = writers[partition] = PartitionWriter(
                     partition_dir(out, partition), records_per_file
                 )
-            writer.write(archive_line(message))
+            writer.write(message_line(message))
             written += 1
             last_progress = time.monotonic()
             if written % PROGRESS_EVERY == 0:
@@ -189,12 +146,6 @@ def archive_topic(
         for writer in writers.values():
             writer.close()
         consumer.close()
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "topic": topic,
-        "records": written,
-        "partitions": {str(p): {"first": low, "end": high} for p, (low, high) in ranges.items()},
-    }
-    (out / ARCHIVE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+    write_manifest(out, topic, written, ranges)
     say(f"archived {written} record(s) of {topic} into {out}")
     return ArchiveResult(topic, written, ranges)

@@ -28,7 +28,7 @@ No pyflink here: this module runs in plain Python (pandas / pyarrow).
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import SchemaError
+from features.archive import is_archive_file, read_archive
 from features.files import PARQUET_SUFFIX, data_files
 from features.table import read_features
 from schemas.feature_set import PAYMENT_FEATURES
@@ -56,24 +57,28 @@ def load_features(path: str | Path) -> pd.DataFrame:
     return read_features(path)
 
 
-def _label_rows_jsonl(file: Path) -> list[dict[str, Any]]:
-    rows = []
+def _label_lines(file: Path) -> Iterator[tuple[int, str]]:
+    """(row, label JSON) of a label file: the payloads of a labels-topic archive, else its lines."""
+    if is_archive_file(file):
+        for record in read_archive(file):
+            if record.value is None:
+                raise SchemaError(f"{file} row {record.row}: archive line without a 'value' string")
+            yield record.row, record.value
+        return
     with file.open("r", encoding="utf-8") as handle:
         for row, line in enumerate(handle):
-            if not line.strip():
-                continue
-            text = line
-            try:
-                document = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{file} row {row}: label line is not JSON: {exc}") from exc
-            if isinstance(document, dict) and "value" in document and "offset" in document:
-                text = document["value"]  # a line of a labels-topic archive
-            try:
-                label = decode("label", text)
-            except RecordSchemaError as exc:
-                raise SchemaError(f"{file} row {row}: {exc}") from exc
-            rows.append({name: getattr(label, name) for name in LABEL_FIELDS})
+            if line.strip():
+                yield row, line
+
+
+def _label_rows_jsonl(file: Path) -> list[dict[str, Any]]:
+    rows = []
+    for row, text in _label_lines(file):
+        try:
+            label = decode("label", text)
+        except RecordSchemaError as exc:
+            raise SchemaError(f"{file} row {row}: {exc}") from exc
+        rows.append({name: getattr(label, name) for name in LABEL_FIELDS})
     return rows
 
 

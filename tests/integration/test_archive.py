@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Producer
 
 from core.config import Settings
-from riskstream.archive import ARCHIVE_MANIFEST, archive_topic
+from features.archive import ARCHIVE_MANIFEST
+from riskstream.archive import archive_topic
 from tests.conftest import create_topic
 
 pytestmark = [pytest.mark.integration]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from features.archive import archive_line
 from features.history import parse_staged, stage_role, staged_line
 
 
 def _archive_line(partition: int, offset: int, ts: int, value: str) -> str:
-    document = {"topic": "t", "partition": partition, "offset": offset, "timestamp": ts}
-    return json.dumps({**document, "timestamp_type": "create", "key": None, "value": value})
+    return archive_line(
+        "t", partition, offset, timestamp=ts, timestamp_type=1, key=None, value=value.encode()
+    )
 
 
 def test_archive_partitions_merge_by_timestamp_keeping_each_partitions_order(
