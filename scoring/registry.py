@@ -30,7 +30,7 @@ import onnxruntime as ort
 from core.errors import ModelContractError, RegistryError
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
 from scoring import stacking as models
-from scoring.onnx_io import PROVIDERS, onnx_score
+from scoring.onnx_io import PROVIDERS, batch_invariant_score, ensemble_probability
 from scoring.rules import RuleModel
 from scoring.thresholds import Thresholds
 
@@ -157,13 +157,21 @@ class LoadedModels:
     input_index: tuple[int, ...]
     """Positions of the model inputs in the feature-set vector."""
 
+    def model_inputs(self, features: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+        """The model inputs (card order, float32) of rows of full feature-set vectors."""
+        return np.ascontiguousarray(features[:, list(self.input_index)], dtype=np.float32)
+
     def score(self, features: npt.NDArray[np.floating[Any]]) -> Scores:
-        """Score rows of full feature-set vectors (columns in ``PAYMENT_FEATURES`` order)."""
-        x = np.ascontiguousarray(features[:, list(self.input_index)], dtype=np.float32)
+        """Score rows of full feature-set vectors (columns in ``PAYMENT_FEATURES`` order).
+
+        The full ensemble, with no degraded modes: the same per-model and ensemble scoring as
+        the UDF's :class:`scoring.scorer.Scorer` in full mode, bit for bit in any batch size.
+        """
+        x = self.model_inputs(features)
         base = {models.RULES: self.rules.score(x)}
         for name in models.LEARNED:
-            base[name] = onnx_score(name, self.sessions[name], x)
-        p = onnx_score(models.ENSEMBLE, self.sessions[models.ENSEMBLE], models.stack_inputs(base))
+            base[name] = batch_invariant_score(name, self.sessions[name], x)
+        p = ensemble_probability(self.sessions[models.ENSEMBLE], base)
         return Scores(base=base, probability=p, decision=self.thresholds.decide(p))
 
 

@@ -27,7 +27,7 @@ from core.errors import ConfigError
 from scoring import stacking
 from scoring.explain import LinearExplainer
 from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED, REASON_SEPARATOR, SEVERITY
-from scoring.onnx_io import onnx_score
+from scoring.onnx_io import batch_invariant_score, ensemble_probability
 from scoring.registry import LoadedModels
 from scoring.thresholds import Thresholds
 
@@ -110,7 +110,7 @@ class Scorer:
 
     def score(self, features: F64, lag_ms: float) -> BatchResult:
         """Score rows of full feature-set vectors (``PAYMENT_FEATURES`` order)."""
-        x = np.ascontiguousarray(features[:, list(self.models.input_index)], dtype=np.float32)
+        x = self.models.model_inputs(features)
         rules = self.models.rules.score(x)
         fired = self.models.rules.fired(x)
         scores: dict[str, F64] = {stacking.RULES: rules}
@@ -157,7 +157,7 @@ class Scorer:
     def _run(self, name: str, x: npt.NDArray[np.float32]) -> F64 | None:
         breaker = self.breakers.setdefault(name, _Breaker())
         try:
-            values = _batch_invariant_score(name, self.models.sessions[name], x)
+            values = batch_invariant_score(name, self.models.sessions[name], x)
         except Exception:  # any model failure must degrade the decision, never stop the job
             values = None
         if values is None or values.shape != (len(x),) or not np.isfinite(values).all():
@@ -171,9 +171,7 @@ class Scorer:
 
     def _ensemble(self, scores: Mapping[str, F64]) -> F64 | None:
         try:
-            stacked = stacking.stack_inputs(scores)
-            session = self.models.sessions[stacking.ENSEMBLE]
-            p = _batch_invariant_score(stacking.ENSEMBLE, session, stacked)
+            p = ensemble_probability(self.models.sessions[stacking.ENSEMBLE], scores)
         except Exception:  # as in _run: degrade, never stop
             return None
         return p if np.isfinite(p).all() else None
@@ -215,21 +213,6 @@ def _stricter(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> npt.NDA
     rank_a = np.array([SEVERITY[d] for d in a])
     rank_b = np.array([SEVERITY[d] for d in b])
     return np.where(rank_a >= rank_b, a, b)
-
-
-def _batch_invariant_score(name: str, session: Any, x: npt.NDArray[Any]) -> F64:
-    """A model's scores that do not depend on how rows were batched.
-
-    onnxruntime's float32 matrix product takes another kernel for a single row than for two or
-    more, which rounds the logistic regression's score one ulp differently; a payment scored
-    alone (a quiet stream, an Arrow batch of one) and again in a larger batch (the replay after a
-    restore from a checkpoint) would then get two different scores under one decision id. So a
-    single row is scored as two copies of itself (measured batch-invariant for 2 to 32 rows and
-    for 960).
-    """
-    rows = len(x)
-    padded = np.repeat(x, 2, axis=0) if rows == 1 else x
-    return np.asarray(onnx_score(name, session, padded), dtype=np.float64)[:rows]
 
 
 def scores_row(result: BatchResult, i: int) -> dict[str, Any]:
