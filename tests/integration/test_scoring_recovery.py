@@ -50,7 +50,7 @@ NO_SHEDDING_MS = 3_600_000
 WAIT_S = 180.0
 POLL_S = 1.0
 # The job's Arrow batches depend on arrival timing; scoring is batch-invariant since a one-row batch
-# is scored as two rows (scoring/onnx_io.py), but this test keeps a tolerance rather than rely on it.
+# is scored as two rows (scoring/onnx_io.py), yet this test keeps a tolerance.
 SCORE_TOLERANCE = 1e-3
 # Fields that legitimately differ between two runs over the same input: wall-clock stamps.
 #   decisions: received_time (= the feature stage's computed_time), processing_latency_ms,
