@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from core.errors import JavaError, PortInUseError, ServiceError
 
 MIN_JAVA_MAJOR = 17
 STOP_GRACE_S = 30.0
 POLL_INTERVAL_S = 0.25
+T = TypeVar("T")
 _VERSION_RE = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 
@@ -151,14 +153,21 @@ def terminate(pid: int, marker: str, grace_s: float = STOP_GRACE_S) -> None:
     wait_until(lambda: not process_matches(pid, marker), 10.0, f"process {pid} to exit")
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``check`` until it is true; raise :class:`ServiceError` after ``timeout_s``."""
+def wait_until(
+    check: Callable[[], T], timeout_s: float, what: str, poll_s: float = POLL_INTERVAL_S
+) -> T:
+    """Poll ``check`` until it returns something truthy and return that; raise
+    :class:`ServiceError` naming ``what`` after ``timeout_s``.
+
+    The one wait helper of the project (services, tests and benchmarks)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(POLL_INTERVAL_S)
-    raise ServiceError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise ServiceError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
 
 
 def tail(path: Path, lines: int = 20) -> str:
