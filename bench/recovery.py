@@ -38,6 +38,7 @@ from core.net import free_port
 from riskstream import jobrunner
 from riskstream.demo import ensure_champion
 from riskstream.infra.cluster import LocalCluster
+from riskstream.infra.process import wait_until
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.live import live_topics
 from schemas.records import Transaction
@@ -212,15 +213,6 @@ class Decisions:
             consumer.close()
 
 
-def _wait(check: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(POLL_S)
-    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def _next_checkpoints(rest: FlinkRest, job_id: str, count: int) -> list[CheckpointStats]:
     """The next ``count`` completed checkpoints, as each completes."""
     seen: list[CheckpointStats] = []
@@ -248,12 +240,19 @@ def run(settings: Settings) -> dict[str, Any]:
     try:
         jobrunner.submit_to_cluster(settings, "scoring", detached=True)
         job_id = rest.running_job(name=JOB).job_id
-        _wait(lambda: rest.tasks_running(job_id), JOB_START_S, "the job's tasks")
+        wait_until(
+            lambda: rest.tasks_running(job_id), JOB_START_S, "the job's tasks", poll_s=POLL_S
+        )
         decisions.start()
 
         started = time.monotonic()
         sender.backlog(CARDS)
-        _wait(lambda: decisions.count() >= CARDS, BACKLOG_S, f"decisions for {CARDS} cards")
+        wait_until(
+            lambda: decisions.count() >= CARDS,
+            BACKLOG_S,
+            f"decisions for {CARDS} cards",
+            poll_s=POLL_S,
+        )
         backlog_s = time.monotonic() - started
         checkpoints = _next_checkpoints(rest, job_id, 2)
         state = checkpoints[-1]
@@ -265,10 +264,11 @@ def run(settings: Settings) -> dict[str, Any]:
         cluster.kill_taskmanager()
         cluster.start_taskmanager()
         tm_started_s = time.time() - kill_ms / 1000
-        _wait(
+        wait_until(
             lambda: decisions.first_after(kill_ms, sent_after=True) is not None,
             RECOVERY_S,
             "a decision after the kill",
+            poll_s=POLL_S,
         )
         any_ms = decisions.first_after(kill_ms, sent_after=False) or 0
         new_ms = decisions.first_after(kill_ms, sent_after=True) or 0

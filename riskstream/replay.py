@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource, ConfigSource
 from confluent_kafka.admin._listoffsets import OffsetSpec
@@ -31,6 +29,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from core.config import Settings, TopicSettings, with_overrides
 from core.errors import ConfigError, ServiceError
+from riskstream.support.kafka_io import TopicReader
 
 INPUT_ROLES = ("transactions", "labels")
 OUTPUT_ROLES = (
@@ -50,7 +49,6 @@ MAX_TOPIC_LENGTH = 249
 MIN_EPOCH_MS = 100_000_000_000
 MAX_EPOCH_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z, as the event contracts
 ADMIN_TIMEOUT_S = 30.0
-POLL_S = 0.5
 
 _QUIET_LOGGER = logging.getLogger("riskstream.replay.kafka")
 _QUIET_LOGGER.addHandler(logging.NullHandler())
@@ -331,39 +329,8 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
 
 def count_records(settings: Settings, topic: str, timeout_s: float = 120.0) -> int:
     """Committed records in ``topic`` (read_committed, transaction markers not counted)."""
-    consumer = Consumer(
-        {
-            **settings.kafka.client_config(),
-            "group.id": f"riskstream-replay-count-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "logger": _QUIET_LOGGER,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics[topic].partitions
-        ends, assigned = {}, []
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=ADMIN_TIMEOUT_S
-            )
-            if high > low:
-                ends[p] = high
-                assigned.append(TopicPartition(topic, p, low))
-        if not assigned:
-            return 0
-        consumer.assign(assigned)
-        count, deadline = 0, time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            message = consumer.poll(POLL_S)
-            if message is not None and message.error() is None:
-                count += 1
-            positions = consumer.position([TopicPartition(topic, p) for p in ends])
-            if all(tp.offset >= ends[tp.partition] for tp in positions):
-                return count
-        raise ServiceError(f"counting {topic}: not at its end offsets after {timeout_s:.0f} s")
-    finally:
-        consumer.close()
+    with TopicReader(settings, topic) as reader:
+        return sum(1 for _ in reader.records(timeout_s))
 
 
 def describe(replay: Settings) -> dict[str, str]:

@@ -6,21 +6,16 @@ services; the processes started here are stopped by their recorded pids at the e
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from core.config import Settings, load_settings
 from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
-
-TOPIC_CREATE_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="session")
@@ -64,12 +59,3 @@ def flink_cluster(kafka_settings: Settings) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop()
-
-
-def create_topic(settings: Settings, prefix: str, partitions: int = 2) -> str:
-    """Create a fresh, uniquely named topic on the test broker and return its name."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    futures[name].result(timeout=TOPIC_CREATE_TIMEOUT_S)
-    return name

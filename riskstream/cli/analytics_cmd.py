@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from core.config import Settings
-from core.errors import ServiceError
 from schemas.records import WindowAnalytics
 
 DEFAULT_LAST = 20
-POLL_S = 0.5
 READ_TIMEOUT_S = 30.0
 MS_PER_S = 1000
 HEADER = (
@@ -86,54 +82,17 @@ def format_row(r: WindowAnalytics) -> str:
 
 
 def read_analytics(settings: Settings) -> list[WindowAnalytics]:
-    """Every record of the analytics topic, from the beginning to the current end offsets."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Every committed record of the analytics topic, from the beginning to its current end.
 
+    Raises (``ReadTimeoutError``) when no record arrives for ``READ_TIMEOUT_S`` before the end.
+    """
+    from riskstream.support.kafka_io import read_to_end
     from udfs.analytics.encode import decode_window
 
-    topic = settings.kafka.topic("analytics")
-    consumer = Consumer(
-        {
-            **settings.kafka.client_config(),
-            "group.id": f"riskstream-analytics-tail-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
+    records = read_to_end(
+        settings, settings.kafka.topic("analytics"), timeout_s=None, idle_timeout_s=READ_TIMEOUT_S
     )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise ServiceError(f"topic {topic!r} not found at {settings.kafka.bootstrap}")
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        positions = dict.fromkeys(ends, 0)
-        records: list[WindowAnalytics] = []
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while any(positions[p] < ends[p] for p in ends):
-            message = consumer.poll(POLL_S)
-            if message is None:
-                # transaction markers take offsets but are never delivered: go by the position
-                for tp in consumer.position(consumer.assignment()):
-                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
-                if time.monotonic() > deadline:
-                    raise ServiceError(f"no progress reading {topic!r} for {READ_TIMEOUT_S:.0f} s")
-                continue
-            deadline = time.monotonic() + READ_TIMEOUT_S
-            if message.error() is not None:
-                continue
-            value, partition, offset = message.value(), message.partition(), message.offset()
-            if partition is None or offset is None:
-                continue
-            positions[partition] = offset + 1
-            if value is not None:
-                records.append(decode_window(value))
-        return records
-    finally:
-        consumer.close()
+    return [decode_window(r.value) for r in records if r.value is not None]
 
 
 def _tail(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:

@@ -154,10 +154,10 @@ def terminate(pid: int, marker: str, grace_s: float = STOP_GRACE_S) -> None:
 
 
 def wait_until(
-    check: Callable[[], T], timeout_s: float, what: str, poll_s: float = POLL_INTERVAL_S
+    check: Callable[[], T | None], timeout_s: float, what: str, poll_s: float = POLL_INTERVAL_S
 ) -> T:
-    """Poll ``check`` until it returns something truthy and return that; raise
-    :class:`ServiceError` naming ``what`` after ``timeout_s``.
+    """Poll ``check`` until it returns something truthy and return that (``None`` and falsy
+    values mean "not yet"); raise :class:`ServiceError` naming ``what`` after ``timeout_s``.
 
     The one wait helper of the project (services, tests and benchmarks)."""
     deadline = time.monotonic() + timeout_s

@@ -198,6 +198,12 @@ def read_values(
     return [r.value for r in records if r.value is not None]
 
 
+def producer(settings: Settings, **config: str) -> Producer:
+    """A producer for ``settings``' Kafka (client config, then ``config`` overrides)."""
+    conf: dict[str, Any] = {**settings.kafka.client_config(), **config}
+    return Producer(conf)
+
+
 def produce_at_rate(
     producer: Producer,
     records: Iterable[Outgoing],

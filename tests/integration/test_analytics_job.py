@@ -8,7 +8,7 @@ so the watermark each event meets is known exactly on a one-partition topic.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,9 +19,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from core.config import Settings, TopicSettings, with_overrides
 from jobs import analytics
 from jobs.env import create_env
+from riskstream.infra.process import wait_until
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from schemas.records import Transaction, WindowAnalytics
-from tests.conftest import create_topic
-from tests.support import read_topic
 from udfs.analytics.encode import decode_late, decode_window, latest_revisions
 from udfs.analytics.offline import final_windows
 from udfs.analytics.records import LateEvent, unscored
@@ -112,28 +113,11 @@ class Feed:
 
 
 def results(settings: Settings) -> list[WindowAnalytics]:
-    return [
-        decode_window(v)
-        for v in read_topic(settings, settings.kafka.topic("analytics"), read_committed=True)
-    ]
+    return [decode_window(v) for v in read_values(settings, settings.kafka.topic("analytics"))]
 
 
 def late_events(settings: Settings) -> list[LateEvent]:
-    return [
-        decode_late(v)
-        for v in read_topic(settings, settings.kafka.topic("late_events"), read_committed=True)
-    ]
-
-
-def wait_for(what: str, check: Callable[[], Any]) -> Any:
-    """Poll ``check`` until it returns something truthy (the job runs asynchronously)."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out after {WAIT_S:.0f} s waiting for {what}")
+    return [decode_late(v) for v in read_values(settings, settings.kafka.topic("late_events"))]
 
 
 def revision(settings: Settings, kind: str, key: str, start: int, rev: int) -> Any:
@@ -178,21 +162,40 @@ def test_on_time_update_and_too_late_exactly(kafka_settings: Settings) -> None:
             tx("e4", "m1", T0 + 90 * SEC, 1.00),
             tx("e5", "m2", T0 + 95 * SEC, 1.00),
         )
-        wait_for("the first global minute", revision(settings, "global", "all", T0, 1))
+        wait_until(
+            revision(settings, "global", "all", T0, 1),
+            WAIT_S,
+            "the first global minute",
+            poll_s=POLL_S,
+        )
         # Late within the allowed lateness (10 min): revision 2 with corrected totals; a re-send
         # of e1 changes nothing.
         feed.send(0, tx("e6", "m1", T0 + 45 * SEC, 4.00), tx("e1", "m1", T0 + 10 * SEC, 10.00))
-        wait_for("the global update", revision(settings, "global", "all", T0, 2))
+        wait_until(
+            revision(settings, "global", "all", T0, 2), WAIT_S, "the global update", poll_s=POLL_S
+        )
         # The watermark moves 20 minutes on: the first minute closes for good.
         feed.send(0, tx("e7", "m1", T0 + 20 * MIN, 2.00), tx("e8", "m2", T0 + 20 * MIN, 3.00))
-        wait_for("the second global minute", revision(settings, "global", "all", T0 + MIN, 1))
+        wait_until(
+            revision(settings, "global", "all", T0 + MIN, 1),
+            WAIT_S,
+            "the second global minute",
+            poll_s=POLL_S,
+        )
         # Too late: behind the closed window; goes to the late-events topic, updates nothing.
         feed.send(0, tx("e9", "m2", T0 + 50 * SEC, 3.00))
-        late = wait_for("the too-late event", lambda: late_events(settings))
+        late = wait_until(
+            lambda: late_events(settings), WAIT_S, "the too-late event", poll_s=POLL_S
+        )
         # Two hours on: the MCC hour windows fire.
         feed.send(0, tx("e10", "m1", T0 + 2 * HOUR, 1.00))
-        wait_for("the MCC hour", revision(settings, "mcc", "5812", T0, 1))
-        wait_for("the 20th minute", revision(settings, "global", "all", T0 + 20 * MIN, 1))
+        wait_until(revision(settings, "mcc", "5812", T0, 1), WAIT_S, "the MCC hour", poll_s=POLL_S)
+        wait_until(
+            revision(settings, "global", "all", T0 + 20 * MIN, 1),
+            WAIT_S,
+            "the 20th minute",
+            poll_s=POLL_S,
+        )
 
     assert summary(results(settings)) == {
         ("merchant", "m1", 0, 1): (2, 15.50),
@@ -229,7 +232,9 @@ def test_an_idle_partition_does_not_stall_the_windows(kafka_settings: Settings) 
             feed.send(i % 2, p)  # partition 2 never gets a record
         feed.send(0, tx("c0", "m1", T0 + 20 * MIN, 1.0))
         feed.send(1, tx("c1", "m2", T0 + 20 * MIN, 1.0))
-        wait_for("minute 9", revision(settings, "global", "all", T0 + 9 * MIN, 1))
+        wait_until(
+            revision(settings, "global", "all", T0 + 9 * MIN, 1), WAIT_S, "minute 9", poll_s=POLL_S
+        )
         time.sleep(2 * POLL_S)
     offline = final_windows([unscored(p) for p in payments], analytics.window_params(settings))
     latest = latest_revisions(results(settings))
@@ -256,6 +261,11 @@ def test_without_idleness_the_empty_partition_stalls_the_windows(kafka_settings:
         for partition in (0, 1):  # the job has read everything once both are dead-lettered
             feed.send_raw(partition, b"not json")
         dead_letters = settings.kafka.topic("dead_letter")
-        wait_for("both dead letters", lambda: len(read_topic(settings, dead_letters)) == 2)
+        wait_until(
+            lambda: len(read_values(settings, dead_letters, committed=False)) == 2,
+            WAIT_S,
+            "both dead letters",
+            poll_s=POLL_S,
+        )
         time.sleep(SETTLE_S)
         assert results(settings) == []

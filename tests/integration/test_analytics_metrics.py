@@ -17,17 +17,19 @@ from core.errors import JobError
 from jobs.analytics import JOB_NAME
 from riskstream import jobrunner
 from riskstream.infra.cluster import LocalCluster
+from riskstream.infra.process import wait_until
 from riskstream.infra.rest import FlinkRest
 from tests.integration.test_analytics_job import (
     MIN,
+    POLL_S,
     SEC,
     T0,
+    WAIT_S,
     Feed,
     job_settings,
     late_events,
     revision,
     tx,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -66,20 +68,22 @@ def test_watermark_progress_and_lateness_metrics(flink_cluster: LocalCluster) ->
     feed = Feed(settings)
     rest = FlinkRest(flink_cluster.rest_url)
     jobrunner.submit_to_cluster(settings, "analytics", detached=True)
-    job_id = wait_for("the running job", lambda: _running(rest))
+    job_id = wait_until(lambda: _running(rest), WAIT_S, "the running job", poll_s=POLL_S)
     try:
         feed.send(0, tx("a1", "m1", T0 + 10 * SEC, 10.0), tx("a2", "m1", T0 + 20 * MIN, 1.0))
         feed.send(1, tx("b1", "m2", T0 + 20 * SEC, 5.0), tx("b2", "m2", T0 + 20 * MIN, 1.0))
-        wait_for("the first minute", revision(settings, "global", "all", T0, 1))
+        wait_until(
+            revision(settings, "global", "all", T0, 1), WAIT_S, "the first minute", poll_s=POLL_S
+        )
         feed.send(0, tx("a3", "m1", T0 + 30 * SEC, 2.0))  # 20 minutes behind: too late
-        wait_for("the too-late event", lambda: late_events(settings))
+        wait_until(lambda: late_events(settings), WAIT_S, "the too-late event", poll_s=POLL_S)
 
         def reported() -> dict[str, str] | None:
             values = _metrics(rest, job_id)
             late = [v for k, v in values.items() if k.endswith(".tooLateEvents")]
             return values if any(v == "1" for v in late) else None
 
-        values = wait_for("the tooLateEvents counter", reported)
+        values = wait_until(reported, WAIT_S, "the tooLateEvents counter", poll_s=POLL_S)
     finally:
         request = urllib.request.Request(
             f"{rest.base_url}/jobs/{job_id}?mode=cancel", method="PATCH"

@@ -13,9 +13,9 @@ from core.errors import SchemaError
 from jobs.analytics import window_params
 from riskstream import jobrunner
 from riskstream.cli import main as cli_main
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from schemas.validation import decode
-from tests.conftest import create_topic
-from tests.support import read_topic
 from training.simulator.generate import simulate
 from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
@@ -57,7 +57,9 @@ def _settings(base: Settings, parallelism: int) -> Settings:
 def _topic_payments(settings: Settings) -> list[ScoredPayment]:
     """Every valid transaction of the topic, in partition order (malformed ones are skipped)."""
     payments = []
-    for raw in read_topic(settings, settings.kafka.topic("transactions"), timeout_s=60):
+    for raw in read_values(
+        settings, settings.kafka.topic("transactions"), timeout_s=60, committed=False
+    ):
         try:
             payments.append(unscored(decode("transaction", raw)))
         except SchemaError:
@@ -77,14 +79,8 @@ def test_final_revisions_equal_offline_windows(
     payments = _topic_payments(settings)
     params = window_params(settings)
     offline = final_windows(payments, params)
-    results = [
-        decode_window(v)
-        for v in read_topic(settings, settings.kafka.topic("analytics"), read_committed=True)
-    ]
-    late = [
-        decode_late(v)
-        for v in read_topic(settings, settings.kafka.topic("late_events"), read_committed=True)
-    ]
+    results = [decode_window(v) for v in read_values(settings, settings.kafka.topic("analytics"))]
+    late = [decode_late(v) for v in read_values(settings, settings.kafka.topic("late_events"))]
 
     # A payment is missing from the windows iff every copy of it came too late (all copies of an
     # event share a card, hence a partition, so the job saw them in topic order).

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from core.config import Settings
 from features.archive import ARCHIVE_MANIFEST
 from riskstream.archive import archive_topic
-from tests.conftest import create_topic
+from riskstream.support.topics import create_topic
 
 pytestmark = [pytest.mark.integration]
 

@@ -23,7 +23,7 @@ from core.config import Settings, TopicSettings, with_overrides
 from jobs import features as features_job
 from riskstream.cli import main as cli_main
 from riskstream.jobrunner import write_settings
-from tests.conftest import create_topic
+from riskstream.support.topics import create_topic
 from training.parity import compare, load_side
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]

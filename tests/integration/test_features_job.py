@@ -25,10 +25,10 @@ from features import output
 from features.compute import FeaturePipeline
 from jobs import features as features_job
 from jobs.env import create_env
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 from schemas.records import Label, Transaction
-from tests.conftest import create_topic
-from tests.support import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -201,7 +201,8 @@ def run_parity(base: Settings, name: str, parallelism: int) -> None:
     assert any(v["fraud_seen_by_device"] == 1 for v in (o.features for o in outputs))
     assert all(o.feature_set_hash == output.FEATURE_SET_HASH for o in outputs)
     letters = [
-        msgspec.json.decode(v) for v in read_topic(settings, settings.kafka.topic("dead_letter"))
+        msgspec.json.decode(v)
+        for v in read_values(settings, settings.kafka.topic("dead_letter"), committed=False)
     ]
     assert (
         sorted(letter["field"] or "" for letter in letters) == ["$", "$.event_time"]

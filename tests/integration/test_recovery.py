@@ -31,9 +31,9 @@ from riskstream import jobrunner
 from riskstream.infra import process
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import CheckpointStats, FlinkRest
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from schemas.records import Transaction
-from tests.conftest import create_topic
-from tests.support import read_topic
 from tests.unit.test_training_support import fresh_registry
 from training import registry
 
@@ -156,21 +156,15 @@ class Feed:
 
 
 def _decisions(settings: Settings) -> list[dict[str, Any]]:
-    return [json.loads(v) for v in read_topic(settings, settings.kafka.topic("decisions"))]
+    return [
+        json.loads(v)
+        for v in read_values(settings, settings.kafka.topic("decisions"), committed=False)
+    ]
 
 
 def _log(settings: Settings) -> list[dict[str, Any]]:
     topic = settings.kafka.topic("predictions")
-    return [json.loads(v) for v in read_topic(settings, topic, read_committed=True)]
-
-
-def _wait(check: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    return [json.loads(v) for v in read_values(settings, topic)]
 
 
 def _heal(cluster: LocalCluster, rest: FlinkRest, job_id: str | None) -> None:
@@ -200,10 +194,15 @@ def _checkpoint_then_decisions(settings: Settings, rest: FlinkRest, job_id: str)
 
     for _attempt in range(5):
         first = rest.checkpoints(job_id).latest_id or 0
-        _wait(functools.partial(newer, first), PROGRESS_S, "a checkpoint")
+        process.wait_until(functools.partial(newer, first), PROGRESS_S, "a checkpoint", poll_s=1.0)
         stats = rest.checkpoints(job_id)
         covered = len(_decisions(settings))
-        _wait(functools.partial(decided, covered + AFTER_CHECKPOINT), PROGRESS_S, "decisions")
+        process.wait_until(
+            functools.partial(decided, covered + AFTER_CHECKPOINT),
+            PROGRESS_S,
+            "decisions",
+            poll_s=1.0,
+        )
         if rest.checkpoints(job_id).latest_id == stats.latest_id:
             return stats
     raise AssertionError("no quiet moment between checkpoints to kill the TaskManager in")
@@ -220,7 +219,9 @@ def recovery_run(
     try:
         jobrunner.submit_to_cluster(settings, "scoring", detached=True)
         job_id = rest.running_job(name=JOB).job_id
-        _wait(lambda: rest.tasks_running(str(job_id)), JOB_START_S, "the job's tasks")
+        process.wait_until(
+            lambda: rest.tasks_running(str(job_id)), JOB_START_S, "the job's tasks", poll_s=1.0
+        )
         yield settings, rest, job_id, feed
     finally:
         feed.stop()
@@ -233,7 +234,9 @@ def test_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(
     settings, rest, job_id, feed = recovery_run
     feed.start()
     # kill in the middle: a checkpoint completed, then decisions it does not cover went out
-    _wait(lambda: len(_decisions(settings)) >= 100, PROGRESS_S, "100 decisions")
+    process.wait_until(
+        lambda: len(_decisions(settings)) >= 100, PROGRESS_S, "100 decisions", poll_s=1.0
+    )
     before = _checkpoint_then_decisions(settings, rest, job_id)
     flink_cluster.kill_taskmanager()
     killed, sent_at_kill = time.monotonic(), len(feed.valid)
@@ -243,7 +246,9 @@ def test_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(
         decided = {d["transaction_id"] for d in _decisions(settings)}
         return any(tx in decided for tx in feed.valid[sent_at_kill:])
 
-    _wait(decided_after_kill, RECOVERY_S, "a decision of a payment sent after the kill")
+    process.wait_until(
+        decided_after_kill, RECOVERY_S, "a decision of a payment sent after the kill", poll_s=1.0
+    )
     recovery_s = time.monotonic() - killed
     time.sleep(AFTER_RECOVERY_S)  # the feed goes on for a while on the recovered job
     feed.stop()
@@ -253,13 +258,20 @@ def test_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(
     def all_decided() -> bool:
         return {d["transaction_id"] for d in _decisions(settings)} >= valid
 
-    _wait(all_decided, RECOVERY_S, "a decision for every payment")
-    _wait(lambda: len(_log(settings)) >= len(valid), RECOVERY_S, "the prediction log")
+    process.wait_until(all_decided, RECOVERY_S, "a decision for every payment", poll_s=1.0)
+    process.wait_until(
+        lambda: len(_log(settings)) >= len(valid), RECOVERY_S, "the prediction log", poll_s=1.0
+    )
     print(f"first decision of a payment sent after the kill: {recovery_s:.1f} s after it")
 
     # the fault really happened: the job restarted, from the checkpoint completed before the kill
     # (the REST API's metric store refreshes every metrics.fetcher.update-interval, 10 s)
-    _wait(lambda: (rest.job_metric(job_id, "numRestarts") or 0) >= 1, 30, "numRestarts >= 1")
+    process.wait_until(
+        lambda: (rest.job_metric(job_id, "numRestarts") or 0) >= 1,
+        30,
+        "numRestarts >= 1",
+        poll_s=1.0,
+    )
     assert flink_cluster.job_states()[job_id] == "RUNNING"
     after = rest.checkpoints(job_id)
     assert after.restored >= 1
@@ -280,4 +292,6 @@ def test_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(
     assert len(duplicated) >= AFTER_CHECKPOINT
     for tx, found in duplicated.items():
         assert len({tuple(d[k] for k in SAME) for d in found}) == 1, (tx, found)
-    assert read_topic(settings, settings.kafka.topic("dead_letter")), "malformed records"
+    assert read_values(settings, settings.kafka.topic("dead_letter"), committed=False), (
+        "malformed records"
+    )

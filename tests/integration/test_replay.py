@@ -27,8 +27,8 @@ from riskstream.cli import main as cli_main
 from riskstream.infra.cluster import LocalCluster
 from riskstream.jobrunner import write_settings
 from riskstream.replay import end_offsets, iso, replay_topic
-from tests.conftest import create_topic
-from tests.support import read_topic
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from tests.unit.test_training_support import fresh_registry
 from training import registry
 
@@ -136,7 +136,7 @@ def _settings(base: Settings, tmp: Path, models: Path) -> Settings:
 
 
 def _read(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    return [json.loads(v) for v in read_topic(settings, topic, read_committed=True)]
+    return [json.loads(v) for v in read_values(settings, topic)]
 
 
 def _committed(

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,10 @@ from core.config import Settings, with_overrides
 from riskstream import jobrunner
 from riskstream.cli import GATEWAY_DISABLED_VAR
 from riskstream.infra.cluster import LocalCluster
+from riskstream.infra.process import wait_until
 from riskstream.infra.rest import FlinkRest
-from tests.conftest import create_topic
-from tests.support import produce_json, read_topic
+from riskstream.support.kafka_io import produce_at_rate, producer, read_values
+from riskstream.support.topics import create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +43,32 @@ def _settings(base: Settings, name: str) -> Settings:
 
 
 def _produce(settings: Settings, start: int, count: int) -> None:
-    records = [(None, {"id": f"k{i % KEYS}", "seq": i}) for i in range(start, start + count)]
-    assert produce_json(settings, settings.skeleton.input_topic, records) == count
+    topic = settings.skeleton.input_topic
+    records = [
+        (topic, json.dumps({"id": f"k{i % KEYS}", "seq": i}).encode(), None, None)
+        for i in range(start, start + count)
+    ]
+    assert (
+        produce_at_rate(producer(settings, **{"enable.idempotence": "true"}), records, None)
+        == count
+    )
 
 
 def _wait_for_outputs(settings: Settings, expected: int) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if len(read_topic(settings, settings.skeleton.output_topic, timeout_s=5)) >= expected:
-            return
-        time.sleep(1)
-    raise AssertionError(f"fewer than {expected} outputs after {WAIT_S} s")
+    topic = settings.skeleton.output_topic
+    wait_until(
+        lambda: len(read_values(settings, topic, committed=False)) >= expected,
+        WAIT_S,
+        f"{expected} outputs",
+        poll_s=1.0,
+    )
 
 
 def _assert_continuous(settings: Settings, total: int) -> None:
-    outputs = [json.loads(v) for v in read_topic(settings, settings.skeleton.output_topic)]
+    outputs = [
+        json.loads(v)
+        for v in read_values(settings, settings.skeleton.output_topic, committed=False)
+    ]
     per_key: dict[str, list[int]] = collections.defaultdict(list)
     for out in outputs:
         per_key[out["key"]].append(out["count"])
@@ -161,10 +172,12 @@ def test_resume_from_a_retained_checkpoint_after_cancel(
         # The second checkpoint completing after the outputs was triggered after them, so its
         # offsets cover every input: nothing is replayed from it.
         first = _checkpoint_number(_latest_checkpoint(settings.checkpoint_dir))
-        deadline = time.monotonic() + WAIT_S
-        while _checkpoint_number(_latest_checkpoint(settings.checkpoint_dir)) < first + 2:
-            assert time.monotonic() < deadline, "no checkpoints completed after the outputs"
-            time.sleep(0.5)
+        wait_until(
+            lambda: _checkpoint_number(_latest_checkpoint(settings.checkpoint_dir)) >= first + 2,
+            WAIT_S,
+            "two checkpoints completed after the outputs",
+            poll_s=0.5,
+        )
         rest = FlinkRest(f"http://127.0.0.1:{settings.flink.local_rest_port}")
         rest.cancel(rest.running_job(name="riskstream-skeleton").job_id)
         job.wait(timeout=120)

@@ -26,13 +26,13 @@ from core.errors import SchemaError
 from jobs import scoring
 from riskstream.cli import main as cli_main
 from riskstream.jobrunner import write_settings
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import WindowAnalytics
 from schemas.validation import decode_transaction
 from scoring import stacking
 from scoring.registry import CARD_FILE, load_champion, sha256
-from tests.conftest import create_topic
-from tests.support import read_topic
 from tests.unit.test_training_support import fresh_registry
 from training import registry
 from udfs.analytics.encode import latest_revisions
@@ -95,7 +95,7 @@ def _run(settings: Settings) -> Outputs:
     scoring.main(settings, bounded=True)
     topic = settings.kafka.topic
     return {
-        role: [json.loads(v) for v in read_topic(settings, topic(role), read_committed=True)]
+        role: [json.loads(v) for v in read_values(settings, topic(role))]
         for role in (
             "decisions",
             "predictions",
@@ -121,7 +121,7 @@ def test_every_valid_transaction_gets_exactly_one_decision(
     healthy: tuple[Settings, Outputs],
 ) -> None:
     settings, out = healthy
-    raw = read_topic(settings, settings.kafka.topic("transactions"))
+    raw = read_values(settings, settings.kafka.topic("transactions"), committed=False)
     valid, invalid = set(), 0
     for value in raw:
         try:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,12 @@ from jobs import scoring
 from riskstream import jobrunner
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
+from riskstream.infra.process import wait_until
 from riskstream.infra.rest import FlinkRest, JobInfo
+from riskstream.support.kafka_io import read_values
+from riskstream.support.topics import create_topic
 from schemas.records import Decision, PredictionLog, Transaction
 from scoring.registry import load_champion
-from tests.conftest import create_topic
-from tests.support import read_topic
 from tests.unit.test_training_support import fresh_registry
 from training import registry
 
@@ -112,38 +113,27 @@ def produce(settings: Settings, items: list[Transaction]) -> None:
     assert producer.flush(60) == 0
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def decided(settings: Settings) -> set[str]:
     """Transaction ids with a decision so far (the decisions topic is at least once)."""
-    raw = read_topic(settings, settings.kafka.topic("decisions"), timeout_s=10)
+    raw = read_values(settings, settings.kafka.topic("decisions"), timeout_s=10, committed=False)
     return {msgspec.json.decode(v, type=Decision).transaction_id for v in raw}
 
 
 def logged(settings: Settings) -> list[PredictionLog]:
     """The committed prediction log."""
-    raw = read_topic(
-        settings, settings.kafka.topic("predictions"), timeout_s=10, read_committed=True
-    )
+    raw = read_values(settings, settings.kafka.topic("predictions"), timeout_s=10)
     return [msgspec.json.decode(v, type=PredictionLog) for v in raw]
 
 
 def wait_until_logged(settings: Settings, count: int) -> list[PredictionLog]:
     """The committed prediction log once it holds ``count`` distinct transactions."""
-    return wait_for(  # type: ignore[no-any-return]
-        f"{count} transactions in the committed prediction log",
-        lambda: (
-            (logs := logged(settings)) and len({x.transaction_id for x in logs}) >= count and logs
-        ),
+
+    def complete() -> list[PredictionLog] | None:
+        logs = logged(settings)
+        return logs if len({x.transaction_id for x in logs}) >= count else None
+
+    return wait_until(
+        complete, WAIT_S, f"{count} transactions in the committed prediction log", poll_s=POLL_S
     )
 
 
@@ -225,8 +215,10 @@ def test_savepoint_resume_at_parallelism_2_continues_features(
     split = job_settings(base, tmp_path / "b", champion, f"rec-b-{time.time_ns() % 10**8}")
     produce(split, stream[:HALF])
     jobrunner.submit_to_cluster(split, "scoring", detached=True)
-    wait_for("decisions of the first half", lambda: len(decided(split)) >= HALF)
-    job = wait_for("the first job", lambda: running(rest))
+    wait_until(
+        lambda: len(decided(split)) >= HALF, WAIT_S, "decisions of the first half", poll_s=POLL_S
+    )
+    job = wait_until(lambda: running(rest), WAIT_S, "the first job", poll_s=POLL_S)
     savepoint = rest.stop_with_savepoint(job.job_id, tmp_path / "sp")
     assert len({x.transaction_id for x in logged(split)}) == HALF  # committed by the savepoint
     produce(split, stream[HALF:])
@@ -235,14 +227,14 @@ def test_savepoint_resume_at_parallelism_2_continues_features(
     )
     jobrunner.submit_to_cluster(resumed, "scoring", detached=True)
     try:
-        job = wait_for("the resumed job", lambda: running(rest))
+        job = wait_until(lambda: running(rest), WAIT_S, "the resumed job", poll_s=POLL_S)
         logs_b = wait_until_logged(split, TOTAL)
-        wait_for("every decision", lambda: len(decided(split)) >= TOTAL)
+        wait_until(lambda: len(decided(split)) >= TOTAL, WAIT_S, "every decision", poll_s=POLL_S)
         assert job_parallelism(flink_cluster, job.job_id) == 2
     finally:
-        if (job := running(rest)) is not None:
-            rest.cancel(job.job_id)
-        wait_for("the job to end", lambda: running(rest) is None)
+        if (leftover := running(rest)) is not None:
+            rest.cancel(leftover.job_id)
+        wait_until(lambda: running(rest) is None, WAIT_S, "the job to end", poll_s=POLL_S)
     assert len(logs_b) == TOTAL  # nothing logged twice across the savepoint
 
     models = load_champion(champion)
@@ -261,7 +253,7 @@ def test_savepoint_resume_at_parallelism_2_continues_features(
 
 def raw_decisions(settings: Settings) -> list[bytes]:
     """Every decision record written so far."""
-    return read_topic(settings, settings.kafka.topic("decisions"), timeout_s=10)
+    return read_values(settings, settings.kafka.topic("decisions"), timeout_s=10, committed=False)
 
 
 def running(rest: FlinkRest) -> JobInfo | None:
@@ -321,7 +313,12 @@ def test_broker_restart_mid_stream_loses_nothing(
     rest = FlinkRest(f"http://127.0.0.1:{settings.flink.local_rest_port}")
     try:
         produce(settings, stream[:HALF])
-        wait_for("decisions of the first half", lambda: len(decided(settings)) >= HALF)
+        wait_until(
+            lambda: len(decided(settings)) >= HALF,
+            WAIT_S,
+            "decisions of the first half",
+            poll_s=POLL_S,
+        )
         first_pid = broker.running_pid()
         broker.stop()
         time.sleep(5)

@@ -11,8 +11,8 @@ import pytest
 from core.config import Settings, with_overrides
 from riskstream import jobrunner
 from riskstream.infra.cluster import LocalCluster
-from tests.conftest import create_topic
-from tests.support import produce_json, read_topic
+from riskstream.support.kafka_io import produce_at_rate, producer, read_values
+from riskstream.support.topics import create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,11 @@ def _prepare(settings: Settings, name: str) -> tuple[Settings, collections.Count
     source = create_topic(settings, f"{name}-in", partitions=3)
     sink = create_topic(settings, f"{name}-out", partitions=1)
     records = [(f"k{i % KEYS}", {"id": f"k{(i * 7) % KEYS}", "seq": i}) for i in range(RECORDS)]
-    assert produce_json(settings, source, records) == RECORDS
+    encoded = [(source, json.dumps(doc).encode(), key, None) for key, doc in records]
+    assert (
+        produce_at_rate(producer(settings, **{"enable.idempotence": "true"}), encoded, None)
+        == RECORDS
+    )
     expected = collections.Counter(str(document["id"]) for _key, document in records)
     job = dataclasses.replace(
         settings.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group"
@@ -33,7 +37,10 @@ def _prepare(settings: Settings, name: str) -> tuple[Settings, collections.Count
 
 
 def _assert_counts(settings: Settings, expected: collections.Counter[str]) -> None:
-    outputs = [json.loads(v) for v in read_topic(settings, settings.skeleton.output_topic)]
+    outputs = [
+        json.loads(v)
+        for v in read_values(settings, settings.skeleton.output_topic, committed=False)
+    ]
     assert len(outputs) == RECORDS
     seen: dict[str, list[int]] = collections.defaultdict(list)
     for out in outputs:
