@@ -1,12 +1,20 @@
-"""Session fixtures: the real local Kafka broker and Flink cluster, started by the project's code.
+"""Session fixtures: the real local Kafka broker and Flink cluster, and a tiny trained registry.
 
 Each session gets its own run directory and free ports, so tests never touch a developer's running
 services; the processes started here are stopped by their recorded pids at the end of the session.
+
+The training fixtures share one tiny simulated history, trained once per session: a
+Handbook-profile simulation small enough for CI (a few thousand payments, a few seconds of
+features and fitting); its features come from the project's feature code and its training set
+from ``training/dataset.py``, like a real run. ``fresh_registry(dir)`` copies the trained
+registry (one candidate ``v0001``) under ``dir``; ``fresh_champion(dir)`` also promotes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +24,12 @@ from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
+from schemas.feature_set import PAYMENT_FEATURES
+from training import registry, train
+from training.data import TrainingData, simulated_training_data
+
+TINY = {"profile": "handbook", "customers": 120, "terminals": 240, "days": 24, "seed": 3}
+TINY_SPLIT = {"train_days": 5, "delay_days": 3, "test_days": 4, "stack_folds": 2}
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +73,61 @@ def flink_cluster(kafka_settings: Settings) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_settings() -> Settings:
+    """Default settings with the tiny simulation and a short split."""
+    settings = load_settings(environ={})
+    return dataclasses.replace(
+        settings,
+        simulator=dataclasses.replace(settings.simulator, **TINY),  # type: ignore[arg-type]
+        training=dataclasses.replace(settings.training, **TINY_SPLIT),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_settings: Settings) -> TrainingData:
+    """The tiny training set (computed once per test session)."""
+    return simulated_training_data(tiny_settings.simulator, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_settings: Settings, tiny_data: TrainingData) -> train.TrainingRun:
+    """Every model trained on the tiny history (once per test session)."""
+    return train.run(
+        tiny_data.frame,
+        tiny_data.start_ms,
+        tiny_data.end_ms,
+        tiny_settings.training,
+        PAYMENT_FEATURES,
+        quiet=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def fresh_registry(
+    tmp_path_factory: pytest.TempPathFactory, tiny_run: train.TrainingRun, tiny_data: TrainingData
+) -> Callable[[Path], Path]:
+    """``copy(dir)``: a registry under ``dir`` holding one candidate ``v0001`` of the tiny run."""
+    pristine = tmp_path_factory.mktemp("tiny-registry") / "registry"
+    registry.write_version(pristine, tiny_run, tiny_data.source)
+
+    def copy(tmp: Path) -> Path:
+        target = tmp / "registry"
+        shutil.copytree(pristine, target)
+        return target
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def fresh_champion(fresh_registry: Callable[[Path], Path]) -> Callable[[Path], Path]:
+    """``copy(dir)``: like ``fresh_registry``, with ``v0001`` promoted to champion."""
+
+    def copy(tmp: Path) -> Path:
+        models = fresh_registry(tmp)
+        registry.promote(models, "v0001")
+        return models
+
+    return copy

@@ -18,7 +18,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,6 @@ from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import create_topic
 from schemas.records import Transaction
-from tests.unit.test_training_support import fresh_registry
-from training import registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -66,13 +64,11 @@ RECOVERY_S = 240.0
 SAME = ("decision_id", "decision", "score")
 
 
-def _settings(base: Settings, tmp: Path) -> Settings:
+def _settings(base: Settings, tmp: Path, models: Path) -> Settings:
     name = f"recover-{uuid.uuid4().hex[:6]}"
     topics = dict(base.kafka.topics)
     for role, partitions in ROLES.items():
         topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions), partitions)
-    models = fresh_registry(tmp)
-    registry.promote(models, "v0001")
     return with_overrides(
         base,
         kafka={"topics": topics},
@@ -210,9 +206,9 @@ def _checkpoint_then_decisions(settings: Settings, rest: FlinkRest, job_id: str)
 
 @pytest.fixture
 def recovery_run(
-    flink_cluster: LocalCluster, tmp_path: Path
+    flink_cluster: LocalCluster, tmp_path: Path, fresh_champion: Callable[[Path], Path]
 ) -> Iterator[tuple[Settings, FlinkRest, str, Feed]]:
-    settings = _settings(flink_cluster.settings, tmp_path)
+    settings = _settings(flink_cluster.settings, tmp_path, fresh_champion(tmp_path))
     rest = FlinkRest(flink_cluster.rest_url)
     feed = Feed(settings)
     job_id: str | None = None

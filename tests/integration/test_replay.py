@@ -13,6 +13,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,6 @@ from riskstream.jobrunner import write_settings
 from riskstream.replay import end_offsets, iso, replay_topic
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import create_topic
-from tests.unit.test_training_support import fresh_registry
-from training import registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -183,10 +182,13 @@ class LiveRun:
 
 
 @pytest.fixture(scope="module")
-def live_run(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> LiveRun:
+def live_run(
+    kafka_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    fresh_champion: Callable[[Path], Path],
+) -> LiveRun:
     tmp = tmp_path_factory.mktemp("replay")
-    models = fresh_registry(tmp)
-    registry.promote(models, "v0001")
+    models = fresh_champion(tmp)
     live = _settings(kafka_settings, tmp, models)
     hour = 3_600_000
     now = time.time_ns() // 1_000_000 // hour * hour

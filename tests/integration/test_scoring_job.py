@@ -11,7 +11,7 @@ import contextlib
 import io
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,6 @@ from schemas.records import WindowAnalytics
 from schemas.validation import decode_transaction
 from scoring import stacking
 from scoring.registry import CARD_FILE, load_champion, sha256
-from tests.unit.test_training_support import fresh_registry
-from training import registry
 from udfs.analytics.encode import latest_revisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -85,12 +83,6 @@ def _simulate(settings: Settings, tmp: Path) -> None:
         assert cli_main(argv) == 0
 
 
-def _champion(tmp: Path) -> Path:
-    models = fresh_registry(tmp)
-    registry.promote(models, "v0001")
-    return models
-
-
 def _run(settings: Settings) -> Outputs:
     scoring.main(settings, bounded=True)
     topic = settings.kafka.topic
@@ -109,10 +101,12 @@ def _run(settings: Settings) -> Outputs:
 
 @pytest.fixture(scope="module")
 def healthy(
-    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    kafka_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    fresh_champion: Callable[[Path], Path],
 ) -> Iterator[tuple[Settings, Outputs]]:
     tmp = tmp_path_factory.mktemp("scoring")
-    settings = _settings(kafka_settings, tmp, _champion(tmp), latency_budget_ms=NO_SHEDDING_MS)
+    settings = _settings(kafka_settings, tmp, fresh_champion(tmp), latency_budget_ms=NO_SHEDDING_MS)
     _simulate(settings, tmp)
     yield settings, _run(settings)
 
@@ -231,9 +225,9 @@ def _break_model(models: Path, name: str) -> None:
 
 
 def test_a_broken_model_degrades_decisions_and_the_job_keeps_running(
-    kafka_settings: Settings, tmp_path: Path
+    kafka_settings: Settings, tmp_path: Path, fresh_champion: Callable[[Path], Path]
 ) -> None:
-    models = _champion(tmp_path)
+    models = fresh_champion(tmp_path)
     _break_model(models, stacking.MLP)
     settings = _settings(kafka_settings, tmp_path, models, latency_budget_ms=NO_SHEDDING_MS)
     _simulate(settings, tmp_path)
@@ -248,8 +242,10 @@ def test_a_broken_model_degrades_decisions_and_the_job_keeps_running(
     assert any(f"model_failed:{stacking.MLP}" in log["reason_codes"] for log in out["predictions"])
 
 
-def test_overload_sheds_to_rules_and_fast_model(kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = _settings(kafka_settings, tmp_path, _champion(tmp_path), latency_budget_ms=0)
+def test_overload_sheds_to_rules_and_fast_model(
+    kafka_settings: Settings, tmp_path: Path, fresh_champion: Callable[[Path], Path]
+) -> None:
+    settings = _settings(kafka_settings, tmp_path, fresh_champion(tmp_path), latency_budget_ms=0)
     _simulate(settings, tmp_path)
     out = _run(settings)
     assert out["predictions"]

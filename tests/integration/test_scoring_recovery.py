@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,6 @@ from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import create_topic
 from schemas.records import Decision, PredictionLog, Transaction
 from scoring.registry import load_champion
-from tests.unit.test_training_support import fresh_registry
-from training import registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -159,10 +157,10 @@ def job_settings(base: Settings, tmp: Path, models: Path, name: str) -> Settings
 
 
 @pytest.fixture(scope="module")
-def champion(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    models = fresh_registry(tmp_path_factory.mktemp("recovery-models"))
-    registry.promote(models, "v0001")
-    return models
+def champion(
+    tmp_path_factory: pytest.TempPathFactory, fresh_champion: Callable[[Path], Path]
+) -> Path:
+    return fresh_champion(tmp_path_factory.mktemp("recovery-models"))
 
 
 def by_transaction(records: list[Any]) -> dict[str, dict[str, Any]]:

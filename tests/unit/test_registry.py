@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,6 @@ from scoring.registry import (
     read_card,
     versions,
 )
-from tests.unit.test_training_support import fresh_registry
 from training import registry
 
 
@@ -33,7 +33,9 @@ def _edit_card(root: Path, folder: str, **changes: object) -> None:
     path.write_text(json.dumps(card), "utf-8")
 
 
-def test_tampered_onnx_file_is_refused(tmp_path: Path) -> None:
+def test_tampered_onnx_file_is_refused(
+    tmp_path: Path, fresh_registry: Callable[[Path], Path]
+) -> None:
     root = fresh_registry(tmp_path)
     target = root / "v0001" / "gradient_boosting.onnx"
     data = bytearray(target.read_bytes())
@@ -43,7 +45,9 @@ def test_tampered_onnx_file_is_refused(tmp_path: Path) -> None:
         load_version(root, "v0001")
 
 
-def test_card_with_another_feature_set_version_is_refused(tmp_path: Path) -> None:
+def test_card_with_another_feature_set_version_is_refused(
+    tmp_path: Path, fresh_registry: Callable[[Path], Path]
+) -> None:
     root = fresh_registry(tmp_path)
     _edit_card(root, "v0001", version=99)
     with pytest.raises(ModelContractError, match=r"feature set payment_features v99"):
@@ -52,14 +56,18 @@ def test_card_with_another_feature_set_version_is_refused(tmp_path: Path) -> Non
         registry.promote(root, "v0001")
 
 
-def test_card_with_another_feature_hash_is_refused(tmp_path: Path) -> None:
+def test_card_with_another_feature_hash_is_refused(
+    tmp_path: Path, fresh_registry: Callable[[Path], Path]
+) -> None:
     root = fresh_registry(tmp_path)
     _edit_card(root, "v0001", spec_hash="0" * 64)
     with pytest.raises(ModelContractError, match="spec_hash differs"):
         load_version(root, "v0001")
 
 
-def test_no_champion_and_unknown_version_are_clear_errors(tmp_path: Path) -> None:
+def test_no_champion_and_unknown_version_are_clear_errors(
+    tmp_path: Path, fresh_registry: Callable[[Path], Path]
+) -> None:
     root = fresh_registry(tmp_path)
     with pytest.raises(RegistryError, match="no champion"):
         load_champion(root)
@@ -67,7 +75,7 @@ def test_no_champion_and_unknown_version_are_clear_errors(tmp_path: Path) -> Non
         read_card(root, "v0042")
 
 
-def test_promote_and_rollback(tmp_path: Path) -> None:
+def test_promote_and_rollback(tmp_path: Path, fresh_registry: Callable[[Path], Path]) -> None:
     root = fresh_registry(tmp_path)
     second = root / "v0002"
     (root / "v0001").rename(second)
@@ -89,7 +97,9 @@ def test_promote_and_rollback(tmp_path: Path) -> None:
         registry.rollback(root)
 
 
-def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fresh_registry: Callable[[Path], Path]
+) -> None:
     root = fresh_registry(tmp_path)
     assert main(["models", "--registry", str(root), "list"]) == 0
     assert "| v0001 | candidate |" in capsys.readouterr().out
@@ -101,7 +111,7 @@ def test_models_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "only version ever promoted" in capsys.readouterr().err
 
 
-def test_registry_holds_no_pickles(tmp_path: Path) -> None:
+def test_registry_holds_no_pickles(tmp_path: Path, fresh_registry: Callable[[Path], Path]) -> None:
     root = fresh_registry(tmp_path)
     suffixes = {p.suffix for p in (root / "v0001").iterdir()}
     assert suffixes == {".onnx", ".json", ".txt"}

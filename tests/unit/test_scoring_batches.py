@@ -4,6 +4,7 @@ decision is identical to the first one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,18 @@ import pytest
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring.registry import load_version
 from scoring.scorer import Scorer, ScoringPolicy
-from tests.unit.test_training_support import fresh_registry, tiny_data
+from training.data import TrainingData
 
 ROWS = 240
 NO_SHEDDING_MS = 3_600_000
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 16])
-def test_scores_are_the_same_in_any_batch_size(tmp_path: Path, size: int) -> None:
+def test_scores_are_the_same_in_any_batch_size(
+    tmp_path: Path, size: int, fresh_registry: Callable[[Path], Path], tiny_data: TrainingData
+) -> None:
     models = load_version(fresh_registry(tmp_path), "v0001")
-    x = tiny_data().frame[list(PAYMENT_FEATURES.names)].to_numpy(dtype=np.float64)[:ROWS]
+    x = tiny_data.frame[list(PAYMENT_FEATURES.names)].to_numpy(dtype=np.float64)[:ROWS]
     scorer = Scorer(models, ScoringPolicy(latency_budget_ms=NO_SHEDDING_MS))
     whole = scorer.score(x, 0.0)
     parts = [scorer.score(x[i : i + size], 0.0) for i in range(0, ROWS, size)]
@@ -32,12 +35,12 @@ def test_scores_are_the_same_in_any_batch_size(tmp_path: Path, size: int) -> Non
 
 @pytest.mark.parametrize("size", [1, 2, 7])
 def test_the_offline_loader_scores_like_the_udf_in_any_batch_size(
-    tmp_path: Path, size: int
+    tmp_path: Path, size: int, fresh_registry: Callable[[Path], Path], tiny_data: TrainingData
 ) -> None:
     """``LoadedModels.score`` (training evaluation, the offline check of the scoring job) and the
     UDF's full-mode scoring are one scorer: the same bits, batch by batch."""
     models = load_version(fresh_registry(tmp_path), "v0001")
-    x = tiny_data().frame[list(PAYMENT_FEATURES.names)].to_numpy(dtype=np.float64)[:ROWS]
+    x = tiny_data.frame[list(PAYMENT_FEATURES.names)].to_numpy(dtype=np.float64)[:ROWS]
     udf = Scorer(models, ScoringPolicy(latency_budget_ms=NO_SHEDDING_MS))
     for i in range(0, ROWS, size):
         offline, online = models.score(x[i : i + size]), udf.score(x[i : i + size], 0.0)

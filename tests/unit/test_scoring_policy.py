@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,22 @@ from scoring.explain import LinearExplainer
 from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED
 from scoring.registry import LoadedModels, load_version, sha256
 from scoring.scorer import Scorer, ScoringPolicy
-from tests.unit.test_training_support import fresh_registry, tiny_data
+from training.data import TrainingData
 
 BUDGET_MS = 100
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> LoadedModels:
+def models(
+    tmp_path_factory: pytest.TempPathFactory, fresh_registry: Callable[[Path], Path]
+) -> LoadedModels:
     path = fresh_registry(tmp_path_factory.mktemp("policy"))
     return load_version(path, "v0001")
 
 
 @pytest.fixture(scope="module")
-def batch() -> np.ndarray[Any, np.dtype[np.float64]]:
-    frame = tiny_data().frame
+def batch(tiny_data: TrainingData) -> np.ndarray[Any, np.dtype[np.float64]]:
+    frame = tiny_data.frame
     values: np.ndarray[Any, np.dtype[np.float64]] = frame[list(PAYMENT_FEATURES.names)].to_numpy(
         dtype=np.float64
     )
@@ -138,7 +141,9 @@ def test_udf_and_decision_functions_pickle(tmp_path: Path) -> None:
         assert type(pickle.loads(pickle.dumps(function))) is type(function)
 
 
-def test_registry_keeps_verified_bytes(tmp_path: Path) -> None:
+def test_registry_keeps_verified_bytes(
+    tmp_path: Path, fresh_registry: Callable[[Path], Path]
+) -> None:
     path = fresh_registry(tmp_path)
     loaded = load_version(path, "v0001")
     for name, data in loaded.model_bytes.items():

@@ -9,7 +9,7 @@ import pytest
 
 from riskstream.cli import main
 from scoring.registry import load_champion
-from tests.unit.test_training_support import TINY, TINY_SPLIT
+from tests.conftest import TINY, TINY_SPLIT
 from training import models
 
 

@@ -10,23 +10,24 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.config import Settings
 from features import output
 from features import table as feature_table
 from riskstream.cli import main
 from schemas.feature_set import PAYMENT_FEATURES
-from tests.unit.test_training_support import TINY_SPLIT, tiny_data, tiny_settings
-from training.data import load_training_data
+from tests.conftest import TINY_SPLIT
+from training.data import TrainingData, load_training_data
 from training.simulator import encode, writers
 from training.simulator.generate import simulate
 from training.simulator.progress import Progress
 
 
-def _write_backfill(out: Path) -> None:
+def _write_backfill(out: Path, tiny_data: TrainingData, tiny_settings: Settings) -> None:
     """What the backfill writes (features table) and what the simulator writes (labels)."""
-    settings = dataclasses.replace(tiny_settings().simulator, format="parquet")
+    settings = dataclasses.replace(tiny_settings.simulator, format="parquet")
     sim = simulate(settings)
     writers.write_files(sim, out / "sim", "parquet", Progress(len(sim.delivery), quiet=True))
-    frame = tiny_data().frame
+    frame = tiny_data.frame
     rows = np.arange(len(sim.transactions), dtype=np.int64)
     txs = encode.transactions(sim.transactions, sim.entities, rows, sim.run, settings.source)
     by_id = frame.set_index("event_id")[list(PAYMENT_FEATURES.names)]
@@ -45,10 +46,15 @@ def _write_backfill(out: Path) -> None:
     pq.write_table(feature_table.to_table(records), out / "rt" / "features" / "part-0.parquet")
 
 
-def test_train_from_backfill_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _write_backfill(tmp_path)
+def test_train_from_backfill_files(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_data: TrainingData,
+    tiny_settings: Settings,
+) -> None:
+    _write_backfill(tmp_path, tiny_data, tiny_settings)
     loaded = load_training_data(tmp_path / "rt", tmp_path / "sim")
-    expected = tiny_data().frame
+    expected = tiny_data.frame
     assert loaded.frame["event_id"].tolist() == expected["event_id"].tolist()
     assert loaded.frame["label"].tolist() == expected["label"].tolist()
     argv = [arg for k, v in TINY_SPLIT.items() for arg in ("--set", f"training.{k}={v}")]

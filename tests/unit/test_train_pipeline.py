@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring.registry import CANDIDATE, CARD_FILE, SUMS_FILE, load_version, read_card
-from tests.unit.test_training_support import fresh_registry, tiny_data, tiny_run
 from training import models, split
+from training.data import TrainingData
 from training.export import PARITY_TOLERANCE, onnx_score
+from training.train import TrainingRun
 
 
-def test_registry_version_reproduces_sklearn_probabilities(tmp_path: Path) -> None:
-    run = tiny_run()
+def test_registry_version_reproduces_sklearn_probabilities(
+    tmp_path: Path,
+    fresh_registry: Callable[[Path], Path],
+    tiny_data: TrainingData,
+    tiny_run: TrainingRun,
+) -> None:
+    run = tiny_run
     root = fresh_registry(tmp_path)
     loaded = load_version(root, "v0001")
-    _, test = split.apply(tiny_data().frame, run.split, only_known_labels=True)
+    _, test = split.apply(tiny_data.frame, run.split, only_known_labels=True)
     features = test[list(PAYMENT_FEATURES.names)].to_numpy()
     scored = loaded.score(features)
     for name in models.LEARNED:
@@ -36,7 +43,9 @@ def test_registry_version_reproduces_sklearn_probabilities(tmp_path: Path) -> No
     )
 
 
-def test_model_card_lists_exactly_the_streaming_feature_set(tmp_path: Path) -> None:
+def test_model_card_lists_exactly_the_streaming_feature_set(
+    tmp_path: Path, fresh_registry: Callable[[Path], Path]
+) -> None:
     card = read_card(fresh_registry(tmp_path), "v0001")
     assert card["feature_set"] == {
         "name": PAYMENT_FEATURES.name,
@@ -47,7 +56,7 @@ def test_model_card_lists_exactly_the_streaming_feature_set(tmp_path: Path) -> N
     assert card["inputs"] == list(PAYMENT_FEATURES.names)
 
 
-def test_model_card_fields(tmp_path: Path) -> None:
+def test_model_card_fields(tmp_path: Path, fresh_registry: Callable[[Path], Path]) -> None:
     root = fresh_registry(tmp_path)
     card = read_card(root, "v0001")
     assert card["stage"] == CANDIDATE
@@ -72,6 +81,6 @@ def test_model_card_fields(tmp_path: Path) -> None:
     )
 
 
-def test_ensemble_beats_chance_on_the_time_split() -> None:
-    metrics = tiny_run().metrics
+def test_ensemble_beats_chance_on_the_time_split(tiny_run: TrainingRun) -> None:
+    metrics = tiny_run.metrics
     assert metrics[models.ENSEMBLE]["auc_roc"] > 0.7

@@ -11,30 +11,35 @@ import pytest
 
 from core.config import TrainingSettings
 from core.errors import ConfigError
-from tests.unit.test_training_support import tiny_data, tiny_run
 from training import split, train
+from training.data import TrainingData
+from training.train import TrainingRun
 
 DAY = split.MS_PER_DAY
 
 
-def test_every_test_event_is_after_train_end_plus_delay() -> None:
-    run = tiny_run()
-    _, test = split.apply(tiny_data().frame, run.split, only_known_labels=True)
+def test_every_test_event_is_after_train_end_plus_delay(
+    tiny_data: TrainingData, tiny_run: TrainingRun
+) -> None:
+    run = tiny_run
+    _, test = split.apply(tiny_data.frame, run.split, only_known_labels=True)
     assert run.split.delay_ms == 3 * DAY
     assert test["event_time"].min() >= run.split.train_end_ms + run.split.delay_ms
     assert run.rows["test"] == len(test)
 
 
-def test_split_has_no_random_component(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_has_no_random_component(
+    monkeypatch: pytest.MonkeyPatch, tiny_data: TrainingData, tiny_run: TrainingRun
+) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("the split must not draw random numbers")
 
     monkeypatch.setattr(np.random, "default_rng", refuse)
     monkeypatch.setattr(np.random, "permutation", refuse)
     monkeypatch.setattr(random, "random", refuse)
-    frame = tiny_data().frame
-    first = split.apply(frame, tiny_run().split, only_known_labels=True)
-    second = split.apply(frame, tiny_run().split, only_known_labels=True)
+    frame = tiny_data.frame
+    first = split.apply(frame, tiny_run.split, only_known_labels=True)
+    second = split.apply(frame, tiny_run.split, only_known_labels=True)
     for a, b in zip(first, second, strict=True):
         pd.testing.assert_frame_equal(a, b)
     source = inspect.getsource(split) + inspect.getsource(train)
