@@ -29,9 +29,8 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from core.config import Settings, TopicSettings, load_settings, with_overrides
+from core.config import Settings, load_settings
 from core.net import free_port
 from features import card, device, terminal
 from features.compute import FeaturePipeline
@@ -40,6 +39,7 @@ from jobs import features as features_job
 from jobs.env import create_env
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
+from riskstream.support.topics import private_settings
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Transaction
 from schemas.validation import decode_transaction
@@ -90,17 +90,9 @@ def payment(rng: random.Random, i: int, t: int) -> Transaction:
 
 def job_settings(base: Settings, name: str) -> Settings:
     """``base`` with fresh topics for one run."""
-    admin = AdminClient({"bootstrap.servers": base.kafka.bootstrap})
-    topics = dict(base.kafka.topics)
-    new = []
-    for role in ("transactions", "labels", "features", "dead_letter"):
-        topic = f"{name}-{role}-{uuid.uuid4().hex[:6]}"
-        topics[role] = TopicSettings(topic, PARTITIONS)
-        new.append(NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1))
-    for future in admin.create_topics(new).values():
-        future.result(timeout=30)
-    return with_overrides(
-        base, kafka={"topics": topics}, features={"group_id": f"{name}-{uuid.uuid4().hex[:6]}"}
+    roles = dict.fromkeys(("transactions", "labels", "features", "dead_letter"), PARTITIONS)
+    return private_settings(
+        base, name, roles, features={"group_id": f"{name}-{uuid.uuid4().hex[:6]}"}
     )
 
 

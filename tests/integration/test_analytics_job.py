@@ -16,12 +16,12 @@ import msgspec
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings
 from jobs import analytics
 from jobs.env import create_env
 from riskstream.infra.process import wait_until
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from schemas.records import Transaction, WindowAnalytics
 from udfs.analytics.encode import decode_late, decode_window, latest_revisions
 from udfs.analytics.offline import final_windows
@@ -65,13 +65,11 @@ def job_settings(
     base: Settings, name: str, partitions: int, idleness_ms: int = IDLENESS_MS
 ) -> Settings:
     """Fresh topics for one run, immediate watermarks, a short idleness timeout."""
-    topics = dict(base.kafka.topics)
-    topics["transactions"] = TopicSettings(create_topic(base, f"{name}-tx", partitions))
-    for role in ("analytics", "late_events", "dead_letter"):
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions=1))
-    return with_overrides(
+    roles = {"transactions": partitions, "analytics": 1, "late_events": 1, "dead_letter": 1}
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        roles,
         features={"out_of_orderness_ms": 0, "idleness_ms": idleness_ms},
         analytics={"group_id": f"{name}-group", "transactional_id_prefix": f"{name}-tx"},
     )

@@ -8,13 +8,13 @@ import collections
 
 import pytest
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings
 from core.errors import SchemaError
 from jobs.analytics import window_params
 from riskstream import jobrunner
 from riskstream.cli import main as cli_main
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from schemas.validation import decode
 from training.simulator.generate import simulate
 from training.simulator.kafka_sink import produce
@@ -30,14 +30,11 @@ RATE = 50_000.0
 
 
 def _settings(base: Settings, parallelism: int) -> Settings:
-    topics = dict(base.kafka.topics)
-    for role, partitions in (("transactions", 3), ("labels", 1), ("analytics", 1)):
-        topics[role] = TopicSettings(create_topic(base, f"an-sim{parallelism}-{role}", partitions))
-    for role in ("late_events", "dead_letter"):
-        topics[role] = TopicSettings(create_topic(base, f"an-sim{parallelism}-{role}", 1))
-    return with_overrides(
+    roles = {"transactions": 3, "labels": 1, "analytics": 1, "late_events": 1, "dead_letter": 1}
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        f"an-sim{parallelism}",
+        roles,
         features={"out_of_orderness_ms": 5_000, "idleness_ms": 30_000},
         analytics={
             "group_id": f"an-sim{parallelism}-group",

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings
 from jobs import features as features_job
 from riskstream.cli import main as cli_main
 from riskstream.jobrunner import write_settings
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from training.parity import compare, load_side
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -36,17 +36,11 @@ SIM_RATE = 200_000
 
 def _settings(base: Settings, tmp: Path) -> Settings:
     name = f"parity-{uuid.uuid4().hex[:6]}"
-    topics = dict(base.kafka.topics)
-    for role, partitions in (
-        ("transactions", 1),
-        ("labels", 1),
-        ("features", 2),
-        ("dead_letter", 1),
-    ):
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions=partitions))
-    return with_overrides(
+    roles = {"transactions": 1, "labels": 1, "features": 2, "dead_letter": 1}
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        roles,
         flink={"parallelism": 1},
         features={"group_id": f"{name}-group"},
         checkpoint={"dir": str(tmp / "checkpoints")},

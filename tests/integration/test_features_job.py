@@ -20,13 +20,13 @@ import msgspec
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings, with_overrides
 from features import output
 from features.compute import FeaturePipeline
 from jobs import features as features_job
 from jobs.env import create_env
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 from schemas.records import Label, Transaction
 
@@ -114,12 +114,11 @@ def make_phases(rng: random.Random) -> list[tuple[list[Transaction], list[Label]
 
 
 def _settings(base: Settings, name: str) -> Settings:
-    topics = dict(base.kafka.topics)
-    for role in ("transactions", "labels", "features", "dead_letter"):
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions=2))
-    return with_overrides(
+    roles = dict.fromkeys(("transactions", "labels", "features", "dead_letter"), 2)
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        roles,
         features={
             "group_id": f"{name}-group",
             "out_of_orderness_ms": 1000,

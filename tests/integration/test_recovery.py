@@ -26,13 +26,13 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings
 from riskstream import jobrunner
 from riskstream.infra import process
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from schemas.records import Transaction
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -66,12 +66,10 @@ SAME = ("decision_id", "decision", "score")
 
 def _settings(base: Settings, tmp: Path, models: Path) -> Settings:
     name = f"recover-{uuid.uuid4().hex[:6]}"
-    topics = dict(base.kafka.topics)
-    for role, partitions in ROLES.items():
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions), partitions)
-    return with_overrides(
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        ROLES,
         flink={"parallelism": 1},
         checkpoint={
             "dir": str(tmp / "checkpoints"),

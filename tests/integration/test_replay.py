@@ -22,14 +22,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings
 from jobs import scoring
 from riskstream.cli import main as cli_main
 from riskstream.infra.cluster import LocalCluster
 from riskstream.jobrunner import write_settings
 from riskstream.replay import end_offsets, iso, replay_topic
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -117,12 +117,10 @@ def _produce(settings: Settings, role: str, records: list[dict[str, Any]]) -> No
 
 def _settings(base: Settings, tmp: Path, models: Path) -> Settings:
     name = f"replay-{uuid.uuid4().hex[:6]}"
-    topics = dict(base.kafka.topics)
-    for role, partitions in ROLES.items():
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions), partitions)
-    return with_overrides(
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        ROLES,
         flink={"parallelism": 1},
         checkpoint={"dir": str(tmp / "checkpoints")},
         scoring={

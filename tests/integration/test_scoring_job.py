@@ -21,13 +21,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings
 from core.errors import SchemaError
 from jobs import scoring
 from riskstream.cli import main as cli_main
 from riskstream.jobrunner import write_settings
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import WindowAnalytics
 from schemas.validation import decode_transaction
@@ -58,12 +58,10 @@ SCORE_TOLERANCE = 1e-3
 
 def _settings(base: Settings, tmp: Path, models: Path, **scoring_overrides: object) -> Settings:
     name = f"score-{uuid.uuid4().hex[:6]}"
-    topics = dict(base.kafka.topics)
-    for role, partitions in ROLES.items():
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions=partitions))
-    return with_overrides(
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        ROLES,
         flink={"parallelism": 1},
         checkpoint={"dir": str(tmp / "checkpoints")},
         scoring={

@@ -24,7 +24,7 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings, with_overrides
 from core.errors import JobError
 from core.net import free_port
 from jobs import scoring
@@ -34,7 +34,7 @@ from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.process import wait_until
 from riskstream.infra.rest import FlinkRest, JobInfo
 from riskstream.support.kafka_io import read_values
-from riskstream.support.topics import create_topic
+from riskstream.support.topics import private_settings
 from schemas.records import Decision, PredictionLog, Transaction
 from scoring.registry import load_champion
 
@@ -137,14 +137,11 @@ def wait_until_logged(settings: Settings, count: int) -> list[PredictionLog]:
 
 def job_settings(base: Settings, tmp: Path, models: Path, name: str) -> Settings:
     """Fresh topics, consumer group and transactional ids for one run."""
-    topics = dict(base.kafka.topics)
-    topics["transactions"] = TopicSettings(create_topic(base, f"{name}-transactions", 2))
-    topics["labels"] = TopicSettings(create_topic(base, f"{name}-labels", 1))
-    for role in OUTPUT_ROLES:
-        topics[role] = TopicSettings(create_topic(base, f"{name}-{role}", 1))
-    return with_overrides(
+    roles = {"transactions": 2, "labels": 1, **dict.fromkeys(OUTPUT_ROLES, 1)}
+    return private_settings(
         base,
-        kafka={"topics": topics},
+        name,
+        roles,
         flink={"parallelism": 1},
         checkpoint={"dir": str(tmp / "checkpoints")},
         scoring={
