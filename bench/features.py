@@ -39,6 +39,7 @@ from jobs import features as features_job
 from jobs.env import create_env
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
+from riskstream.support.factories import random_payment
 from riskstream.support.topics import private_settings
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Transaction
@@ -65,26 +66,16 @@ _DECODER = msgspec.json.Decoder(EnrichedFeatures)
 
 
 def payment(rng: random.Random, i: int, t: int) -> Transaction:
-    """A valid payment of card ``i % CARDS``; 40% online with the card's own device."""
-    c = i % CARDS
-    online = rng.random() < 0.4
-    return Transaction(
-        event_id=f"b-{uuid.uuid4().hex}",
-        event_time=t,
-        schema_version=1,
+    """A valid payment of card ``i % CARDS``; 40% online with one of the card's two devices."""
+    return random_payment(
+        rng,
+        i % CARDS,
+        t,
+        terminals=TERMINALS,
+        devices_per_card=2,
+        prefix="b",
         source="bench",
         correlation_id=f"b-{i}",
-        card_id=f"card-{c:06d}",
-        customer_id=f"cust-{c:06d}",
-        merchant_id=f"m-{c % TERMINALS:05d}",
-        terminal_id=f"term-{rng.randrange(TERMINALS):05d}",
-        mcc=rng.choice(("5411", "5812", "5999", "7995")),
-        amount=round(rng.uniform(1, 200), 2),
-        currency="EUR",
-        channel="online" if online else "card_present",
-        latitude=round(50 + rng.random(), 4),
-        longitude=round(4 + rng.random(), 4),
-        device_id=f"dev-{c:06d}-{rng.randrange(2)}" if online else None,
     )
 
 

@@ -41,6 +41,7 @@ from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.process import wait_until
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.live import live_topics
+from riskstream.support.factories import random_payment
 from schemas.records import Transaction
 
 JOB = "riskstream-scoring"
@@ -65,25 +66,8 @@ TARGET_RECOVERY_S = 10.0
 
 def payment(rng: random.Random, card: int) -> Transaction:
     """A valid payment of ``card``, event time now; 40% online with the card's own device."""
-    online = rng.random() < 0.4
-    return Transaction(
-        event_id=f"r-{uuid.uuid4().hex}",
-        event_time=int(time.time() * 1000),
-        schema_version=1,
-        source="bench-recovery",
-        correlation_id=f"r-{card}",
-        card_id=f"card-{card:06d}",
-        customer_id=f"cust-{card:06d}",
-        merchant_id=f"m-{card % TERMINALS:05d}",
-        terminal_id=f"term-{rng.randrange(TERMINALS):05d}",
-        mcc=rng.choice(("5411", "5812", "5999", "7995")),
-        amount=round(rng.uniform(1, 200), 2),
-        currency="EUR",
-        channel="online" if online else "card_present",
-        latitude=round(50 + rng.random(), 4),
-        longitude=round(4 + rng.random(), 4),
-        device_id=f"dev-{card:06d}" if online else None,
-    )
+    now = int(time.time() * 1000)
+    return random_payment(rng, card, now, terminals=TERMINALS, prefix="r", source="bench-recovery")
 
 
 class Sender:

@@ -65,29 +65,42 @@ def random_payment(
     *,
     terminals: int,
     online_share: float = 0.4,
+    devices_per_card: int = 1,
     max_amount: float = 200.0,
     prefix: str = "p",
     source: str = "test",
     digits: int = 6,
+    correlation_id: str | None = None,
 ) -> Transaction:
-    """A payment of card number ``card`` at a random terminal, amount and MCC, online with the
-    card's own device with probability ``online_share`` (the benchmarks' and load tests' feed)."""
+    """A payment of card number ``card`` at a random terminal, MCC and amount, online with
+    probability ``online_share`` from one of the card's ``devices_per_card`` devices (the feed of
+    the benchmarks and load tests). ``rng`` is drawn in a fixed order: online, terminal, MCC,
+    amount, latitude, longitude, then the device."""
     online = rng.random() < online_share
     name = f"{card:0{digits}d}"
+    terminal = f"term-{rng.randrange(terminals):0{digits - 1}d}"
+    mcc = rng.choice(MCCS)
+    amount = round(rng.uniform(1, max_amount), 2)
+    latitude, longitude = round(50 + rng.random(), 4), round(4 + rng.random(), 4)
+    device = None
+    if online:
+        device = f"dev-{name}"
+        if devices_per_card > 1:
+            device += f"-{rng.randrange(devices_per_card)}"
     return payment(
         f"{prefix}-{uuid.uuid4().hex}",
         event_time,
         card=f"card-{name}",
-        terminal=f"term-{rng.randrange(terminals):0{digits - 1}d}",
+        terminal=terminal,
         merchant=f"m-{card % terminals:0{digits - 1}d}",
         customer=f"cust-{name}",
-        amount=round(rng.uniform(1, max_amount), 2),
-        mcc=rng.choice(MCCS),
-        device=f"dev-{name}" if online else None,
-        latitude=round(50 + rng.random(), 4),
-        longitude=round(4 + rng.random(), 4),
+        amount=amount,
+        mcc=mcc,
+        device=device,
+        latitude=latitude,
+        longitude=longitude,
         source=source,
-        correlation_id=f"{prefix}-{card}",
+        correlation_id=correlation_id or f"{prefix}-{card}",
     )
 
 

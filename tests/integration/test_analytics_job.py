@@ -20,6 +20,7 @@ from core.config import Settings
 from jobs import analytics
 from jobs.env import create_env
 from riskstream.infra.process import wait_until
+from riskstream.support.factories import payment
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
 from schemas.records import Transaction, WindowAnalytics
@@ -41,23 +42,15 @@ SETTLE_S = 5.0
 
 def tx(event_id: str, merchant: str, t: int, amount: float) -> Transaction:
     """A valid card-present payment."""
-    return Transaction(
-        event_id=event_id,
-        event_time=t,
-        schema_version=1,
-        source="test",
-        correlation_id=f"corr-{event_id}",
-        card_id=f"card-{event_id}",
-        customer_id="cust-1",
-        merchant_id=merchant,
-        terminal_id=f"term-{merchant}",
+    return payment(
+        event_id,
+        t,
+        card=f"card-{event_id}",
+        customer="cust-1",
+        merchant=merchant,
+        terminal=f"term-{merchant}",
         mcc=MCC.get(merchant, "7995"),
         amount=amount,
-        currency="EUR",
-        channel="card_present",
-        latitude=48.0,
-        longitude=2.0,
-        device_id=None,
     )
 
 

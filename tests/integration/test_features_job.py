@@ -25,6 +25,7 @@ from features import output
 from features.compute import FeaturePipeline
 from jobs import features as features_job
 from jobs.env import create_env
+from riskstream.support.factories import label_for, payment
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
 from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
@@ -44,42 +45,17 @@ SEED = 7
 
 
 def _tx(rng: random.Random, card: str, t: int, terminal: str, device: str | None) -> Transaction:
-    online = device is not None
-    return Transaction(
-        event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-        event_time=t,
-        schema_version=1,
-        source="test",
+    return payment(
+        uuid.UUID(int=rng.getrandbits(128)).hex,
+        t,
         correlation_id=f"corr-{t}",
-        card_id=card,
-        customer_id=f"cust-{card}",
-        merchant_id=f"m-{terminal}",
-        terminal_id=terminal,
+        card=card,
+        terminal=terminal,
         mcc=rng.choice(["5411", "5812", "7995"]),
         amount=round(rng.uniform(1, 300), 2),
-        currency="EUR",
-        channel="online" if online else "card_present",
         latitude=round(rng.uniform(40, 50), 4),
         longitude=round(rng.uniform(0, 10), 4),
-        device_id=device,
-    )
-
-
-def _label(tx: Transaction, known_at: int) -> Label:
-    return Label(
-        event_id=f"lbl-{tx.event_id}",
-        event_time=known_at,
-        schema_version=1,
-        source="test",
-        correlation_id=tx.correlation_id,
-        transaction_id=tx.event_id,
-        transaction_time=tx.event_time,
-        card_id=tx.card_id,
-        merchant_id=tx.merchant_id,
-        terminal_id=tx.terminal_id,
-        device_id=tx.device_id,
-        label="fraud",
-        label_type="chargeback",
+        device=device,
     )
 
 
@@ -106,7 +82,7 @@ def make_phases(rng: random.Random) -> list[tuple[list[Transaction], list[Label]
             payments += own
         history += payments
         labels = [
-            _label(tx, tx.event_time + MS_PER_DAY + rng.randrange(MS_PER_HOUR))
+            label_for(tx, tx.event_time + MS_PER_DAY + rng.randrange(MS_PER_HOUR))
             for tx in rng.sample(history, 6)
         ]
         phases.append((payments, labels))

@@ -31,6 +31,7 @@ from riskstream import jobrunner
 from riskstream.infra import process
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import CheckpointStats, FlinkRest
+from riskstream.support.factories import payment
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
 from schemas.records import Transaction
@@ -89,23 +90,20 @@ def _settings(base: Settings, tmp: Path, models: Path) -> Settings:
 def _payment(rng: random.Random, i: int) -> Transaction:
     card = i % CARDS
     online = rng.random() < 0.4
-    return Transaction(
-        event_id=f"rec-{uuid.uuid4().hex}",
-        event_time=int(time.time() * 1000),
-        schema_version=1,
+    return payment(
+        f"rec-{uuid.uuid4().hex}",
+        int(time.time() * 1000),
         source="test-recovery",
         correlation_id=f"rec-{i}",
-        card_id=f"card-{card:04d}",
-        customer_id=f"cust-{card:04d}",
-        merchant_id=f"m-{i % 25:03d}",
-        terminal_id=f"term-{rng.randrange(40):03d}",
+        card=f"card-{card:04d}",
+        customer=f"cust-{card:04d}",
+        merchant=f"m-{i % 25:03d}",
+        terminal=f"term-{rng.randrange(40):03d}",
         mcc=rng.choice(("5411", "5812", "5999", "7995")),
         amount=round(rng.uniform(1, 400), 2),
-        currency="EUR",
-        channel="online" if online else "card_present",
         latitude=round(50 + rng.random(), 4),
         longitude=round(4 + rng.random(), 4),
-        device_id=f"dev-{card:04d}" if online else None,
+        device=f"dev-{card:04d}" if online else None,
     )
 
 

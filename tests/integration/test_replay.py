@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -28,8 +29,10 @@ from riskstream.cli import main as cli_main
 from riskstream.infra.cluster import LocalCluster
 from riskstream.jobrunner import write_settings
 from riskstream.replay import end_offsets, iso, replay_topic
+from riskstream.support.factories import label_for, payment
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
+from schemas.records import Transaction
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -51,44 +54,27 @@ CARDS, PAYMENTS_PER_CARD = 8, 5
 def _transaction(batch: str, i: int, at: int) -> dict[str, Any]:
     card = i % CARDS
     online = card % 3 == 0
-    return {
-        "event_id": f"{batch}-tx-{i}",
-        "event_time": at,
-        "schema_version": 1,
-        "source": "test-replay",
-        "correlation_id": f"{batch}-corr-{i}",
-        "card_id": f"{batch}-card-{card}",
-        "customer_id": f"{batch}-cust-{card}",
-        "merchant_id": f"{batch}-merchant-{i % 4}",
-        "terminal_id": f"{batch}-terminal-{i % 4}",
-        "mcc": "5411",
-        "amount": [12.5, 48.0, 230.0, 7.25, 900.0][i % 5] + card,
-        "currency": "EUR",
-        "channel": "online" if online else "card_present",
-        "latitude": 48.1 + card / 100,
-        "longitude": 11.5 + card / 100,
-        "device_id": f"{batch}-device-{card % 2}" if online else None,
-        "country": "DE",
-    }
+    tx = payment(
+        f"{batch}-tx-{i}",
+        at,
+        source="test-replay",
+        correlation_id=f"{batch}-corr-{i}",
+        card=f"{batch}-card-{card}",
+        customer=f"{batch}-cust-{card}",
+        merchant=f"{batch}-merchant-{i % 4}",
+        terminal=f"{batch}-terminal-{i % 4}",
+        amount=[12.5, 48.0, 230.0, 7.25, 900.0][i % 5] + card,
+        latitude=48.1 + card / 100,
+        longitude=11.5 + card / 100,
+        device=f"{batch}-device-{card % 2}" if online else None,
+        country="DE",
+    )
+    return msgspec.structs.asdict(tx)
 
 
 def _label(tx: dict[str, Any], at: int) -> dict[str, Any]:
-    return {
-        "event_id": f"label-{tx['event_id']}",
-        "event_time": at,
-        "schema_version": 1,
-        "source": "test-replay",
-        "correlation_id": tx["correlation_id"],
-        "transaction_id": tx["event_id"],
-        "transaction_time": tx["event_time"],
-        "card_id": tx["card_id"],
-        "merchant_id": tx["merchant_id"],
-        "terminal_id": tx["terminal_id"],
-        "device_id": tx["device_id"],
-        "label": "fraud",
-        "label_type": "chargeback",
-        "scenario": None,
-    }
+    label = label_for(msgspec.convert(tx, Transaction), at, event_id=f"label-{tx['event_id']}")
+    return msgspec.structs.asdict(label)
 
 
 def _batch(batch: str, start: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:

@@ -33,6 +33,7 @@ from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.process import wait_until
 from riskstream.infra.rest import FlinkRest, JobInfo
+from riskstream.support.factories import payment
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
 from schemas.records import Decision, PredictionLog, Transaction
@@ -70,24 +71,20 @@ def payments(start_ms: int) -> list[Transaction]:
         card, j = i % CARDS, i // CARDS
         online = j % 3 != 0
         out.append(
-            Transaction(
-                event_id=f"tx-{i:04d}",
-                event_time=start_ms + i * MINUTE,
-                schema_version=1,
-                source="test",
-                correlation_id=f"corr-{i:04d}",
-                card_id=f"card-{card:02d}",
-                customer_id=f"cust-{card:02d}",
-                merchant_id=f"m{i % 7}",
-                terminal_id=f"t{i % 7}",
+            payment(
+                f"tx-{i:04d}",
+                start_ms + i * MINUTE,
+                card=f"card-{card:02d}",
+                customer=f"cust-{card:02d}",
+                merchant=f"m{i % 7}",
+                terminal=f"t{i % 7}",
                 mcc=("5411", "5812", "5999", "4111")[(card + j) % 4],
                 amount=round(5.0 + (i * 37) % 300 + 0.25 * j, 2),
-                currency="EUR",
-                channel="online" if online else "card_present",
                 latitude=50.80 + 0.01 * card + 0.02 * j,
                 longitude=4.30 + 0.01 * j,
-                device_id=f"dev-{card:02d}-{j // 5}" if online else None,
+                device=f"dev-{card:02d}-{j // 5}" if online else None,
                 country="BE",
+                correlation_id=f"corr-{i:04d}",
             )
         )
     return out

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from features import output
 from features.table import to_table
+from riskstream.support.factories import label_for, payment
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import Label
 from training.dataset import (
@@ -47,21 +48,8 @@ def _features(event_ids: list[str], times: list[int], duplicate: bool = False) -
 
 
 def _label(tx_id: str, tx_time: int, known_at: int, label: str = "fraud") -> Label:
-    return Label(
-        event_id=f"lbl-{tx_id}-{known_at}",
-        event_time=known_at,
-        schema_version=1,
-        source="test",
-        correlation_id=f"c-{tx_id}",
-        transaction_id=tx_id,
-        transaction_time=tx_time,
-        card_id="card-1",
-        merchant_id="m-1",
-        terminal_id="term-1",
-        device_id=None,
-        label=label,  # type: ignore[arg-type]
-        label_type="chargeback" if label == "fraud" else "confirmed_legitimate",
-    )
+    tx = payment(tx_id, tx_time, merchant="m-1", correlation_id=f"c-{tx_id}")
+    return label_for(tx, known_at, label=label, event_id=f"lbl-{tx_id}-{known_at}")
 
 
 def _labels_file(tmp_path: Path, labels: list[Label]) -> Path:

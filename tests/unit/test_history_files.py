@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from core.errors import SchemaError
 from features.archive import PartitionWriter, archive_line, partition_dir, read_archive
 from features.files import data_files
 from features.history import stage_role
+from riskstream.support.factories import label_for, payment
 from training.dataset import load_labels
 
-LABEL = (
-    '{"event_id": "l-1", "event_time": 5, "schema_version": 1, "source": "test", '
-    '"correlation_id": "c-1", "transaction_id": "t-1", "transaction_time": 1, "card_id": "c", '
-    '"merchant_id": "m", "terminal_id": "t", "device_id": null, "label": "fraud", '
-    '"label_type": "chargeback"}'
-)
+LABEL = msgspec.json.encode(label_for(payment("t-1", 1), 5)).decode()
 
 
 def _write(path: Path, text: str) -> Path:
