@@ -27,6 +27,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -42,6 +43,7 @@ from riskstream.infra.process import wait_until
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.live import live_topics
 from riskstream.support.factories import random_payment
+from riskstream.support.kafka_io import Outgoing, produce_at_rate
 from schemas.records import Transaction
 
 JOB = "riskstream-scoring"
@@ -81,23 +83,17 @@ class Sender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def send(self, tx: Transaction) -> None:
-        """Produce one payment keyed by card."""
-        while True:
-            try:
-                self.producer.produce(self.topic, msgspec.json.encode(tx), key=tx.card_id)
-                break
-            except BufferError:
-                self.producer.poll(0.05)
-        self.sent += 1
-        if self.sent % 100 == 0:
-            self.producer.poll(0)
+    def _payments(self, cards: Iterator[int]) -> Iterator[Outgoing]:
+        """Payments of ``cards``, keyed by card; counts each once it was produced."""
+        for card in cards:
+            tx = payment(self.rng, card)
+            yield self.topic, msgspec.json.encode(tx), tx.card_id, None
+            self.sent += 1
 
     def backlog(self, cards: int) -> None:
         """One payment for each card, as fast as the producer takes them."""
-        for card in range(cards):
-            self.send(payment(self.rng, card))
-        self.producer.flush(60)
+        produce_at_rate(self.producer, self._payments(iter(range(cards))), None, pace_every=100)
+        self.sent = cards
 
     def start_paced(self, rate: float) -> None:
         """Live payments of random known cards at ``rate`` per second until :meth:`stop`."""
@@ -112,14 +108,10 @@ class Sender:
         self.producer.flush(30)
 
     def _paced(self, rate: float) -> None:
-        started, n = time.monotonic(), 0
-        while not self._stop.is_set():
-            self.send(payment(self.rng, self.rng.randrange(CARDS)))
-            self.producer.poll(0)
-            n += 1
-            ahead = started + n / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
+        cards = iter(lambda: self.rng.randrange(CARDS), -1)
+        produce_at_rate(
+            self.producer, self._payments(cards), rate, stop=self._stop, flush_timeout_s=30
+        )
 
 
 class Decisions:

@@ -24,8 +24,8 @@ from core.config import Settings, SimulatorSettings, load_settings
 from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
+from riskstream.simulate_kafka import produce
 from training.simulator.generate import simulate
-from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
 from training.simulator.writers import write_files
 

@@ -22,8 +22,8 @@ from core.config import Settings, with_overrides
 from jobs import scoring
 from riskstream.demo import ensure_champion
 from riskstream.live import live_topics
+from riskstream.simulate_kafka import produce
 from training.simulator.generate import simulate
-from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
 
 TRAFFIC = {"profile": "realistic", "days": 6, "cards": 6_000, "merchants": 800, "seed": 9}

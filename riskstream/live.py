@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from core.config import Settings, TopicSettings, with_overrides
 from core.errors import ServiceError
+from riskstream.support.kafka_io import Outgoing, produce_at_rate
 from training.simulator.generate import Simulation
 from training.simulator.writers import transaction_lines
 
@@ -35,6 +37,7 @@ ADMIN_TIMEOUT_S = 30.0
 POLL_S = 0.2
 PACE_EVERY = 50
 CHUNK = 5_000
+FLUSH_TIMEOUT_S = 30.0
 
 
 def live_topics(
@@ -90,30 +93,30 @@ class LiveFeed:
         """Whether every record was sent."""
         return self._thread is not None and not self._thread.is_alive()
 
-    def _run(self) -> None:
-        producer = Producer({**self.settings.kafka.client_config(), "linger.ms": "0"})
+    def _records(self) -> Iterator[Outgoing]:
         topic = self.settings.kafka.topic("transactions")
         plan, tx = self.sim.delivery, self.sim.transactions
-        started = time.monotonic()
         for chunk in range(0, len(plan), CHUNK):
             lines = transaction_lines(self.sim, chunk, min(chunk + CHUNK, len(plan)))
             rows = plan.source[chunk : chunk + len(lines)]
             for line, row in zip(lines, rows.tolist(), strict=True):
-                if self._stop.is_set():
-                    producer.flush(10)
-                    return
                 value = _restamp(line)
                 event_id = json.loads(value).get("event_id") if value is not line else None
                 if isinstance(event_id, str):
                     self.fraud[event_id] = bool(tx.fraud[row])
-                producer.produce(topic, value, key=self.sim.entities.cards[tx.card[row]])
+                yield topic, value, self.sim.entities.cards[tx.card[row]], None
                 self.sent += 1
-                if self.sent % PACE_EVERY == 0:
-                    producer.poll(0)
-                    ahead = started + self.sent / self.rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
-        producer.flush(30)
+
+    def _run(self) -> None:
+        producer = Producer({**self.settings.kafka.client_config(), "linger.ms": "0"})
+        produce_at_rate(
+            producer,
+            self._records(),
+            self.rate,
+            stop=self._stop,
+            pace_every=PACE_EVERY,
+            flush_timeout_s=FLUSH_TIMEOUT_S,
+        )
 
 
 def _restamp(line: bytes) -> bytes:

@@ -90,7 +90,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     total = len(sim.delivery) + len(sim.labels)
     progress = Progress(total, stream=sys.stderr, quiet=args.quiet)
     if args.to_kafka:
-        from training.simulator.kafka_sink import produce
+        from riskstream.simulate_kafka import produce
 
         run = produce(sim, settings.kafka, sim_settings.rate, progress)
         progress.close()

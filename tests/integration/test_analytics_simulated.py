@@ -13,11 +13,11 @@ from core.errors import SchemaError
 from jobs.analytics import window_params
 from riskstream import jobrunner
 from riskstream.cli import main as cli_main
+from riskstream.simulate_kafka import produce
 from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
 from schemas.validation import decode
 from training.simulator.generate import simulate
-from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
 from udfs.analytics.encode import decode_late, decode_window, latest_revisions
 from udfs.analytics.offline import final_windows

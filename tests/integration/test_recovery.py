@@ -32,7 +32,7 @@ from riskstream.infra import process
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.support.factories import payment
-from riskstream.support.kafka_io import read_values
+from riskstream.support.kafka_io import Outgoing, produce_at_rate, read_values
 from riskstream.support.topics import private_settings
 from schemas.records import Transaction
 
@@ -130,21 +130,20 @@ class Feed:
             self._thread.join(timeout=30)
         assert self.producer.flush(30) == 0
 
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.is_set() and len(self.valid) < MAX_PAYMENTS:
-            i = len(self.valid)
+    def _records(self) -> Iterator[Outgoing]:
+        """Valid payments keyed by card (Kafka timestamp = event time), now and then a malformed
+        record; a payment counts as valid once it was produced."""
+        for i in range(MAX_PAYMENTS):
             tx = _payment(self.rng, i)
-            self.producer.produce(
-                self.topic, msgspec.json.encode(tx), key=tx.card_id, timestamp=tx.event_time
-            )
+            yield self.topic, msgspec.json.encode(tx), tx.card_id, tx.event_time
             self.valid.append(tx.event_id)
             if i % MALFORMED_EVERY == 0:
-                self.producer.produce(self.topic, b'{"event_id": "broken", "amount": -3')
-            self.producer.poll(0)
-            ahead = started + (i + 1) / RATE_PER_S - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
+                yield self.topic, b'{"event_id": "broken", "amount": -3', None, None
+
+    def _run(self) -> None:
+        # RATE_PER_S counts valid payments; the malformed ones come on top.
+        rate = RATE_PER_S * (1 + 1 / MALFORMED_EVERY)
+        produce_at_rate(self.producer, self._records(), rate, stop=self._stop, flush_timeout_s=30)
 
 
 def _decisions(settings: Settings) -> list[dict[str, Any]]:

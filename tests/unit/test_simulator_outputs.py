@@ -155,7 +155,7 @@ def test_flags_override_config(tmp_path: Path) -> None:
 def test_schemas_and_simulator_never_import_pyflink() -> None:
     code = (
         "import sys, schemas, schemas.validation, training.simulator.generate, "
-        "training.simulator.writers, training.simulator.kafka_sink, riskstream.cli.simulate_cmd; "
+        "training.simulator.writers, riskstream.simulate_kafka, riskstream.cli.simulate_cmd; "
         "print(any(m.split('.')[0] == 'pyflink' for m in sys.modules))"
     )
     result = subprocess.run(

@@ -9,8 +9,9 @@ because the stream job must dead-letter them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from core.errors import ServiceError
 from training.simulator.generate import Simulation
 from training.simulator.progress import Progress
 from training.simulator.writers import label_lines, transaction_lines
+
+if TYPE_CHECKING:
+    from riskstream.support.kafka_io import Outgoing
 
 PRODUCER_CONFIG: Final = {
     "linger.ms": "20",
@@ -29,7 +33,6 @@ PRODUCER_CONFIG: Final = {
 }
 CHUNK = 20_000  # records encoded at a time
 PACE_EVERY = 500  # records between rate checks
-BUFFER_FULL_WAIT_S = 0.05
 FLUSH_TIMEOUT_S = 60.0
 
 
@@ -49,24 +52,13 @@ class KafkaRun:
         return (self.transactions + self.labels) / self.seconds if self.seconds > 0 else 0.0
 
 
-def produce(sim: Simulation, kafka: KafkaSettings, rate: float, progress: Progress) -> KafkaRun:
-    """Send ``sim`` to the ``transactions`` and ``labels`` topics at about ``rate`` records/s."""
-    from confluent_kafka import KafkaError, Producer
-
-    tx_topic, label_topic = kafka.topic("transactions"), kafka.topic("labels")
-    producer = Producer({**kafka.client_config(), **PRODUCER_CONFIG})
-    failures: list[Any] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            failures.append(err)
-
+def _records(sim: Simulation, tx_topic: str, label_topic: str) -> Iterator[Outgoing]:
+    """Transactions and labels merged in arrival order, as (topic, value, key, timestamp)."""
     plan, labels, tx = sim.delivery, sim.labels, sim.transactions
     arrival = np.concatenate([plan.arrival_time, labels.event_time])
     is_label = np.concatenate([np.zeros(len(plan), np.bool_), np.ones(len(labels), np.bool_)])
     order = np.argsort(arrival, kind="stable")
-    started = time.monotonic()
-    sent = tx_done = label_done = 0
+    tx_done = label_done = 0
     for chunk in range(0, len(order), CHUNK):
         labelled = is_label[order[chunk : chunk + CHUNK]]
         n_labels = int(labelled.sum())
@@ -84,31 +76,30 @@ def produce(sim: Simulation, kafka: KafkaSettings, rate: float, progress: Progre
         keys[labelled] = sim.entities.cards[tx.card[target]]
         stamps[labelled] = labels.event_time[label_done : label_done + n_labels]
         topics = np.where(labelled, label_topic, tx_topic).tolist()
-        for value, key, stamp, topic in zip(
-            values.tolist(), keys.tolist(), stamps.tolist(), topics, strict=True
-        ):
-            while True:
-                try:
-                    producer.produce(
-                        topic, value=value, key=key, timestamp=stamp, on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:
-                    producer.poll(BUFFER_FULL_WAIT_S)
-            sent += 1
-            if sent % PACE_EVERY == 0:
-                producer.poll(0)
-                progress.advance(PACE_EVERY)
-                ahead = started + sent / rate - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
+        yield from zip(topics, values.tolist(), keys.tolist(), stamps.tolist(), strict=True)
         tx_done += n_tx
         label_done += n_labels
-    remaining = producer.flush(FLUSH_TIMEOUT_S)
-    progress.advance(sent % PACE_EVERY)
-    if remaining or failures:
-        raise ServiceError(
-            f"Kafka at {kafka.bootstrap}: {remaining} records not acknowledged after "
-            f"{FLUSH_TIMEOUT_S:.0f} s, {len(failures)} failed (first: {failures[:1]})"
+
+
+def produce(sim: Simulation, kafka: KafkaSettings, rate: float, progress: Progress) -> KafkaRun:
+    """Send ``sim`` to the ``transactions`` and ``labels`` topics at about ``rate`` records/s."""
+    from confluent_kafka import Producer
+
+    from riskstream.support.kafka_io import produce_at_rate
+
+    tx_topic, label_topic = kafka.topic("transactions"), kafka.topic("labels")
+    producer = Producer({**kafka.client_config(), **PRODUCER_CONFIG})
+    started = time.monotonic()
+    try:
+        produce_at_rate(
+            producer,
+            _records(sim, tx_topic, label_topic),
+            rate,
+            pace_every=PACE_EVERY,
+            progress=progress.advance,
+            flush_timeout_s=FLUSH_TIMEOUT_S,
         )
-    return KafkaRun(tx_topic, label_topic, tx_done, label_done, time.monotonic() - started)
+    except ServiceError as exc:
+        raise ServiceError(f"Kafka at {kafka.bootstrap}: {exc}") from exc
+    seconds = time.monotonic() - started
+    return KafkaRun(tx_topic, label_topic, len(sim.delivery), len(sim.labels), seconds)
