@@ -21,7 +21,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 
 @contextlib.contextmanager
-def private_settings(prefix: str) -> Iterator[Settings]:
+def bench_settings(prefix: str) -> Iterator[Settings]:
     """Settings with a temporary run dir, free ports and a temporary registry."""
     with tempfile.TemporaryDirectory(prefix=f"riskstream-bench-{prefix}-") as tmp:
         settings = load_settings(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import private_broker, private_settings, table, write_results
+from bench.common import bench_settings, private_broker, table, write_results
 from core.config import Settings
 from riskstream.demo import ensure_champion
 from riskstream.infra.rest import FlinkRest
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
     rates = parser.parse_args(argv).rates
-    with private_settings("latency") as settings, private_broker(settings):
+    with bench_settings("latency") as settings, private_broker(settings):
         ensure_champion(settings)
         results = [measure(settings, rate) for rate in rates]
         print(

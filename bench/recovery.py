@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, Producer
 
-from bench.common import private_broker, private_settings, table, write_results
+from bench.common import bench_settings, private_broker, table, write_results
 from core.config import Settings, with_overrides
 from core.net import free_port
 from riskstream import jobrunner
@@ -285,7 +285,7 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     """Run and report."""
-    with private_settings("recovery") as base, private_broker(base):
+    with bench_settings("recovery") as base, private_broker(base):
         ensure_champion(base)
         settings = with_overrides(
             live_topics(base, f"recovery-{int(time.time())}"),

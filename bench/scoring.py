@@ -20,7 +20,7 @@ from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.expressions import col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from bench.common import private_settings, table, write_results
+from bench.common import bench_settings, table, write_results
 from core.config import Settings, with_overrides
 from jobs.env import create_env
 from riskstream.demo import ensure_champion
@@ -82,7 +82,7 @@ def _job_seconds(settings: Settings, rows: int, scorer: Any | None) -> float:
 
 def main() -> None:
     """Run and report."""
-    with private_settings("scoring") as base:
+    with bench_settings("scoring") as base:
         ensure_champion(base)
         rows: list[list[Any]] = []
         figures: dict[str, float] = {}

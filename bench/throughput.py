@@ -12,52 +12,36 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
 
-from bench.common import private_broker, private_settings, table, write_results
+from bench.common import bench_settings, private_broker, table, write_results
 from core.config import Settings, with_overrides
 from jobs import scoring
 from riskstream.demo import ensure_champion
 from riskstream.live import live_topics
 from riskstream.simulate_kafka import produce
+from riskstream.support.kafka_io import read_to_end
 from training.simulator.generate import simulate
 from training.simulator.progress import Progress
 
 TRAFFIC = {"profile": "realistic", "days": 6, "cards": 6_000, "merchants": 800, "seed": 9}
 NO_SHEDDING_MS = 3_600_000
 LOW_Q, HIGH_Q = 10, 90
+READ_TIMEOUT_S = 300.0
 
 
 def decision_times(settings: Settings) -> np.ndarray:  # type: ignore[type-arg]
     """Append times of every decision record."""
-    topic = settings.kafka.topic("decisions")
-    consumer = Consumer(
-        {
-            **settings.kafka.client_config(),
-            "group.id": uuid.uuid4().hex,
-            "enable.auto.commit": False,
-        }
+    records = read_to_end(
+        settings, settings.kafka.topic("decisions"), timeout_s=READ_TIMEOUT_S, committed=False
     )
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts
-    }
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    stamps: list[int] = []
-    while len(stamps) < sum(ends.values()):
-        for message in consumer.consume(10_000, timeout=1.0):
-            if message.error() is None:
-                stamps.append(message.timestamp()[1])
-    consumer.close()
-    return np.sort(np.array(stamps))
+    return np.sort(np.array([r.timestamp for r in records]))
 
 
 def main() -> None:
     """Run and report."""
-    with private_settings("throughput") as base, private_broker(base):
+    with bench_settings("throughput") as base, private_broker(base):
         ensure_champion(base)
         # Inputs keep their simulated event times (CreateTime), as in production; only the
         # decisions are stamped by the broker, to time the output.
