@@ -1,9 +1,14 @@
 """The evaluation report: ranking, Card Precision@k, decision thresholds and calibration.
 
 Metrics are computed on the time split's test set only (see :mod:`training.split`). Card
-Precision@k follows the Handbook: per test day, each card's score is its highest score that day and
-the card is fraudulent if any of its payments that day is; precision among the day's k
-highest-scored cards is averaged over the test days.
+Precision@k follows the Handbook (``card_precision_top_k`` of its shared functions, chapter 4.2):
+per test day, each card's score is its highest score that day and the card is fraudulent if any of
+its payments that day is; precision among the day's k highest-scored cards is averaged over the
+test days. **A fraudulent card found in an earlier day's top k is removed from the later days**
+(the Handbook's default, ``remove_detected_compromised_cards=True``): a compromised card stays
+fraudulent for days and would otherwise count again every day. ``cp_at_100`` is that metric;
+``cp_at_100_no_removal`` is the project's former variant without the removal, kept for comparison.
+Ties in score are broken by card id (ascending), so the metric is deterministic.
 """
 
 from __future__ import annotations
@@ -18,28 +23,72 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from scoring.thresholds import Thresholds, choose_thresholds
 
-__all__ = ["Thresholds", "calibration", "card_precision_at_k", "choose_thresholds", "evaluate"]
+__all__ = [
+    "Thresholds",
+    "calibration",
+    "card_precision_at_k",
+    "card_precision_per_day",
+    "choose_thresholds",
+    "evaluate",
+]
 
 CP_K = 100
 RELIABILITY_BINS = 10
 F64 = npt.NDArray[np.float64]
 
 
-def card_precision_at_k(
-    frame: pd.DataFrame, scores: F64, day: npt.NDArray[np.int64], k: int = CP_K
-) -> float:
-    """Mean over days of the fraud share among the day's ``k`` highest-scored cards."""
+def card_precision_per_day(
+    frame: pd.DataFrame,
+    scores: F64,
+    day: npt.NDArray[np.int64],
+    k: int = CP_K,
+    remove_detected: bool = True,
+) -> list[float]:
+    """Card Precision@k of each test day, in day order (see the module docstring).
+
+    ``frame`` has ``card_id`` and ``label``; ``day`` is each row's test-day number.
+
+    >>> f = pd.DataFrame({"card_id": ["a", "b", "a", "b"], "label": [1, 0, 1, 0]})
+    >>> s = np.array([0.9, 0.1, 0.9, 0.8])
+    >>> card_precision_per_day(f, s, np.array([0, 0, 1, 1]), k=1)
+    [1.0, 0.0]
+    >>> card_precision_per_day(f, s, np.array([0, 0, 1, 1]), k=1, remove_detected=False)
+    [1.0, 1.0]
+    """
     cards = pd.DataFrame(
-        {"day": day, "card": frame["card_id"].to_numpy(), "y": frame["label"].to_numpy()}
+        {
+            "day": np.asarray(day),
+            "card": frame["card_id"].to_numpy(),
+            "y": frame["label"].to_numpy(),
+            "score": np.asarray(scores, dtype=np.float64),
+        }
     )
-    cards["score"] = scores
-    per_card = cards.groupby(["day", "card"], sort=False).agg(
-        score=("score", "max"), y=("y", "max")
-    )
+    per_card = cards.groupby(["day", "card"], sort=True).agg(score=("score", "max"), y=("y", "max"))
+    detected: set[Any] = set()
     precisions = []
-    for _, group in per_card.groupby(level="day"):
-        top = group.sort_values("score", ascending=False, kind="stable").head(k)
-        precisions.append(float(top["y"].sum()) / k)
+    for _, group in per_card.groupby(level="day", sort=True):
+        day_cards = group.reset_index()
+        if remove_detected and detected:
+            day_cards = day_cards[~day_cards["card"].isin(detected)]
+        top = day_cards.sort_values(["score", "card"], ascending=[False, True], kind="stable").head(
+            k
+        )
+        hits = top.loc[top["y"] == 1, "card"]
+        precisions.append(float(len(hits)) / k)
+        if remove_detected:
+            detected.update(hits.tolist())
+    return precisions
+
+
+def card_precision_at_k(
+    frame: pd.DataFrame,
+    scores: F64,
+    day: npt.NDArray[np.int64],
+    k: int = CP_K,
+    remove_detected: bool = True,
+) -> float:
+    """Mean over test days of :func:`card_precision_per_day` (the Handbook's CP@k by default)."""
+    precisions = card_precision_per_day(frame, scores, day, k, remove_detected)
     return float(np.mean(precisions)) if precisions else 0.0
 
 
@@ -87,6 +136,7 @@ def evaluate(
         "auc_roc": float(roc_auc_score(y, scores)),
         "average_precision": float(average_precision_score(y, scores)),
         "cp_at_100": card_precision_at_k(frame, scores, day),
+        "cp_at_100_no_removal": card_precision_at_k(frame, scores, day, remove_detected=False),
     }
     if thresholds is not None:
         report["thresholds"] = {

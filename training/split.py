@@ -2,14 +2,23 @@
 
 Deterministic by construction: the split is a function of event times and label times only (no
 random component), so metrics are never computed on a random split. Cards already known
-compromised (a fraud since the training period started whose label was known before the test
-period starts) are removed from the test set, as in the Handbook's protocol.
+compromised are removed from the test set **per test day** (``training.known_compromised``):
+
+- ``handbook``: the Handbook's rule (its ``get_train_test_set``): on test day ``D`` a card is
+  removed if it had a fraud on a day in ``[train_start, D - delay_days)``, i.e. a fraud of the
+  training period or of the part of the delay period whose label (assumed to arrive exactly
+  ``delay_days`` later) is known by ``D``. The set grows by one delay day per test day.
+- ``label_time`` (default): the same idea with the labels' real arrival times: on test day ``D`` a
+  card is removed if it had a fraud since ``train_start`` whose label arrived before ``D`` starts.
+- ``fixed``: the project's former rule, one set for the whole test period (frauds since
+  ``train_start`` whose label arrived before the test period starts); kept for comparison.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +28,8 @@ from core.errors import ConfigError, ModelContractError
 
 MS_PER_DAY = 86_400_000
 NO_LABEL_TIME = -1
+HANDBOOK_RULE, LABEL_TIME_RULE, FIXED_RULE = "handbook", "label_time", "fixed"
+KNOWN_COMPROMISED_RULES = (HANDBOOK_RULE, LABEL_TIME_RULE, FIXED_RULE)
 
 
 @dataclass(frozen=True)
@@ -102,16 +113,50 @@ def plan(data_start_ms: int, data_end_ms: int, s: TrainingSettings) -> TimeSplit
     return split
 
 
-def known_compromised(frame: pd.DataFrame, since_ms: int, as_of_ms: int) -> set[str]:
-    """Cards with a fraud at or after ``since_ms`` whose label was known before ``as_of_ms``.
+def known_from_day(frame: pd.DataFrame, split: TimeSplit, rule: str) -> pd.Series:
+    """Per card, the first UTC day number (epoch days) from which it counts as known compromised.
 
-    As in the Handbook, the look-back starts with the training period: a card defrauded months
-    earlier has been reissued or cleared and is scored again.
+    Cards without a qualifying fraud are absent. See the module docstring for the rules.
+
+    >>> f = pd.DataFrame({"card_id": ["a", "b"], "label": [1, 1],
+    ...                   "event_time": [10 * MS_PER_DAY + 5, 11 * MS_PER_DAY],
+    ...                   "label_time": pd.array([10 * MS_PER_DAY + 9, None], dtype="Int64")})
+    >>> s = TimeSplit(10 * MS_PER_DAY, 12 * MS_PER_DAY, 14 * MS_PER_DAY, 16 * MS_PER_DAY)
+    >>> known_from_day(f, s, "handbook").to_dict()
+    {'a': 13, 'b': 14}
+    >>> known_from_day(f, s, "label_time").to_dict()
+    {'a': 11}
     """
-    label_time = _label_times(frame)
-    known = (frame["label"].to_numpy() == 1) & (label_time != NO_LABEL_TIME)
-    known &= (label_time < as_of_ms) & (frame["event_time"].to_numpy() >= since_ms)
-    return set(frame.loc[known, "card_id"].tolist())
+    if rule not in KNOWN_COMPROMISED_RULES:
+        raise ConfigError(
+            f"training.known_compromised: expected one of {list(KNOWN_COMPROMISED_RULES)}, "
+            f"found {rule!r}"
+        )
+    t = frame["event_time"].to_numpy()
+    fraud = (frame["label"].to_numpy() == 1) & (t >= split.train_start_ms)
+    if rule == HANDBOOK_RULE:
+        delay_days = split.delay_ms // MS_PER_DAY
+        day = t // MS_PER_DAY + delay_days + 1
+    else:
+        label_time = _label_times(frame)
+        fraud &= label_time != NO_LABEL_TIME
+        day = label_time // MS_PER_DAY + 1
+        if rule == FIXED_RULE:
+            fraud &= label_time < split.test_start_ms
+            day = np.full(len(frame), np.iinfo(np.int64).min, dtype=np.int64)
+    known = pd.DataFrame({"card_id": frame["card_id"].to_numpy()[fraud], "day": day[fraud]})
+    result: pd.Series = known.groupby("card_id", sort=True)["day"].min()
+    return result
+
+
+def known_compromised_mask(
+    test: pd.DataFrame, frame: pd.DataFrame, split: TimeSplit, rule: str
+) -> Any:
+    """True for the rows of ``test`` whose card was known compromised on the row's test day."""
+    known = known_from_day(frame, split, rule)
+    first = test["card_id"].map(known).to_numpy(dtype=np.float64, na_value=np.inf)
+    day = test["event_time"].to_numpy() // MS_PER_DAY
+    return day >= first
 
 
 def _label_times(frame: pd.DataFrame) -> np.ndarray:  # type: ignore[type-arg]
@@ -123,13 +168,17 @@ def _label_times(frame: pd.DataFrame) -> np.ndarray:  # type: ignore[type-arg]
 
 
 def apply(
-    frame: pd.DataFrame, split: TimeSplit, only_known_labels: bool
+    frame: pd.DataFrame,
+    split: TimeSplit,
+    only_known_labels: bool,
+    known_rule: str = LABEL_TIME_RULE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) rows of a training-set frame.
 
     Training labels are those known when the test period starts if ``only_known_labels`` (a
     fraud whose label arrives later is trained on as legitimate, as it would be in production);
-    test labels are the eventual ground truth. Test rows of known-compromised cards are dropped.
+    test labels are the eventual ground truth. Test rows of cards known compromised on the row's
+    day (``known_rule``, see the module docstring) are dropped.
     """
     t = frame["event_time"].to_numpy()
     train = frame[(t >= split.train_start_ms) & (t < split.train_end_ms)].copy()
@@ -138,8 +187,7 @@ def apply(
         lt = _label_times(train)
         known = (lt != NO_LABEL_TIME) & (lt < split.test_start_ms)
         train["label"] = np.where(known, train["label"].to_numpy(), 0)
-    compromised = known_compromised(frame, split.train_start_ms, split.test_start_ms)
-    test = test[~test["card_id"].isin(compromised)]
+    test = test[~known_compromised_mask(test, frame, split, known_rule)]
     for name, part in (("train", train), ("test", test)):
         if part.empty or part["label"].nunique() < 2:
             raise ModelContractError(
