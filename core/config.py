@@ -230,10 +230,14 @@ class TrainingSettings:
     """First test day (YYYY-MM-DD); empty: the last ``test_days`` full days of the data."""
     only_known_labels: bool = True
     """Train on the fraud labels known when the test period starts (else on all labels)."""
+    known_compromised: str = "label_time"
+    """Per-test-day removal of known-compromised cards: label_time, handbook or fixed."""
     block_rate: float = 0.002
     step_up_rate: float = 0.01
     stack_folds: int = 3
     seed: int = 7
+    min_block_tail: int = 100
+    """Fewest out-of-fold training scores at or above the block threshold for a stable one."""
     rules: dict[str, RuleSettings] = field(default_factory=dict)
 
 
@@ -269,6 +273,8 @@ class ScoringSettings:
     """The scoring job (``riskstream run --job scoring``): models, degraded modes, outputs."""
 
     registry_dir: str = ""
+    profile: str = "realistic"
+    """Generator profile of the traffic this deployment scores; promotion refuses other models."""
     latency_budget_ms: int = 100
     recover_ratio: float = 0.5
     fast_models: str = "logistic_regression"

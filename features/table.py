@@ -33,6 +33,13 @@ META_COLUMNS = (
     "watermark_lag_ms",
     "computed_time",
 )
+HASH_METADATA_KEY = "riskstream.feature_set_hash"
+"""Parquet key-value metadata of every features file: the spec hash that computed its rows."""
+FILE_METADATA = {
+    "riskstream.feature_set": PAYMENT_FEATURES.name,
+    "riskstream.feature_set_version": str(PAYMENT_FEATURES.version),
+    HASH_METADATA_KEY: PAYMENT_FEATURES.spec_hash(),
+}
 SCHEMA = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),
@@ -48,9 +55,11 @@ SCHEMA = pa.schema(
         pa.field("watermark_lag_ms", pa.int64(), nullable=False),
         pa.field("computed_time", pa.int64(), nullable=False),
         *(pa.field(name, pa.float64(), nullable=False) for name in FEATURE_NAMES),
-    ]
+    ],
+    metadata=FILE_METADATA,
 )
 BACKFILL_FEATURES_DIR = "features"
+BACKFILL_SUMMARY_FILE = "_backfill.json"
 
 
 def to_table(records: Sequence[output.EnrichedFeatures]) -> pa.Table:
@@ -89,6 +98,30 @@ def _archive_values(path: Path) -> Iterator[str]:
         yield record.value
 
 
+def feature_files(path: str | Path) -> list[Path]:
+    """The feature files :func:`read_features` reads at ``path``."""
+    root = Path(path)
+    if (root / BACKFILL_FEATURES_DIR).is_dir():
+        root = root / BACKFILL_FEATURES_DIR  # a backfill output directory
+    return data_files(root)
+
+
+def file_hashes(path: str | Path) -> dict[Path, str | None]:
+    """The feature-set hash in each Parquet file's metadata at ``path`` (None: not recorded, as
+    in files written before the hash was recorded there; their rows still carry it)."""
+    hashes: dict[Path, str | None] = {}
+    for file in feature_files(path):
+        if file.suffix != PARQUET_SUFFIX:
+            continue
+        try:
+            metadata = pq.read_schema(file).metadata or {}
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SchemaError(f"{file}: cannot read Parquet features: {exc}") from exc
+        value = metadata.get(HASH_METADATA_KEY.encode())
+        hashes[file] = None if value is None else value.decode()
+    return hashes
+
+
 def read_features(path: str | Path) -> pd.DataFrame:
     """A features table from backfill Parquet output or from an archive of the features topic.
 
@@ -96,12 +129,9 @@ def read_features(path: str | Path) -> pd.DataFrame:
     archive file, or a directory of either (found by :func:`features.files.data_files`).
     Columns follow :data:`SCHEMA`.
     """
-    root = Path(path)
-    if (root / BACKFILL_FEATURES_DIR).is_dir():
-        root = root / BACKFILL_FEATURES_DIR  # a backfill output directory
-    files = data_files(root)
+    files = feature_files(path)
     if not files:
-        raise SchemaError(f"{root}: no .parquet or .jsonl feature files found")
+        raise SchemaError(f"{path}: no .parquet or .jsonl feature files found")
     tables = []
     for file in files:
         if file.suffix == PARQUET_SUFFIX:

@@ -30,7 +30,7 @@ def session(data: bytes) -> ort.InferenceSession:
 def onnx_score(name: str, sess: ort.InferenceSession, x: npt.NDArray[np.float32]) -> Any:
     """The score an ONNX model gives, the same quantity as :func:`training.models.predict`."""
     feed = {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
-    if name == stacking.ANOMALY:
+    if name in stacking.ANOMALY_MODELS:
         (scores,) = sess.run([ANOMALY_SCORES], feed)
         return -np.asarray(scores, dtype=np.float64).reshape(-1)
     (probabilities,) = sess.run([PROBABILITIES], feed)

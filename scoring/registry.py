@@ -116,6 +116,13 @@ def check_contract(card: Mapping[str, Any], feature_set: FeatureSet) -> None:
     unknown = [n for n in card["inputs"] if n not in feature_set.names]
     if unknown:
         raise ModelContractError(f"{where}: inputs {unknown} are not in the feature set")
+    family = list(card.get("ensemble", {}).get("inputs", []))
+    if family != list(models.STACKED):
+        raise ModelContractError(
+            f"{where} stacks the models {family}; this code serves the family "
+            f"{list(models.STACKED)} (scoring/stacking.py): retrain with this code or deploy "
+            "the code that trained it"
+        )
 
 
 def verified_bytes(folder: Path, name: str, entry: Mapping[str, Any]) -> bytes:
@@ -168,7 +175,7 @@ class LoadedModels:
         the UDF's :class:`scoring.scorer.Scorer` in full mode, bit for bit in any batch size.
         """
         x = self.model_inputs(features)
-        base = {models.RULES: self.rules.score(x)}
+        base = {models.RULES: self.rules.score(x), **models.derived_scores(x, self.inputs)}
         for name in models.LEARNED:
             base[name] = batch_invariant_score(name, self.sessions[name], x)
         p = ensemble_probability(self.sessions[models.ENSEMBLE], base)

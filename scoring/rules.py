@@ -98,7 +98,8 @@ class RuleModel:
     @classmethod
     def from_card(cls, card: Mapping[str, Any], inputs: Sequence[str]) -> RuleModel:
         """Rules as recorded in a model card (so scoring uses exactly the trained rules)."""
-        return cls(tuple(Rule(**r) for r in card["rules"]), tuple(inputs))
+        fields = ("name", "feature", "op", "threshold", "weight")
+        return cls(tuple(Rule(**{k: r[k] for k in fields}) for r in card["rules"]), tuple(inputs))
 
     def fired(self, x: Matrix) -> npt.NDArray[np.bool_]:
         """Which rules fire, one column per rule, for rows of ``x`` (columns = ``inputs``)."""

@@ -113,7 +113,10 @@ class Scorer:
         x = self.models.model_inputs(features)
         rules = self.models.rules.score(x)
         fired = self.models.rules.fired(x)
-        scores: dict[str, F64] = {stacking.RULES: rules}
+        scores: dict[str, F64] = {
+            stacking.RULES: rules,
+            **stacking.derived_scores(x, self.models.inputs),
+        }
         wanted = self.policy.fast_models if self.update_shedding(lag_ms) else stacking.LEARNED
         failed, open_circuits = [], []
         for name in stacking.LEARNED:

@@ -111,7 +111,7 @@ def fresh_registry(
 ) -> Callable[[Path], Path]:
     """``copy(dir)``: a registry under ``dir`` holding one candidate ``v0001`` of the tiny run."""
     pristine = tmp_path_factory.mktemp("tiny-registry") / "registry"
-    registry.write_version(pristine, tiny_run, tiny_data.source)
+    registry.write_version(pristine, tiny_run, tiny_data.source, tiny_data.generator)
 
     def copy(tmp: Path) -> Path:
         target = tmp / "registry"

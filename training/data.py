@@ -10,19 +10,23 @@ in-order input, without starting a Flink mini-cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from core.config import SimulatorSettings
-from core.errors import SchemaError
+from core.errors import ModelContractError, SchemaError
 from features.compute import FeaturePipeline
-from schemas.feature_set import PAYMENT_FEATURES
+from features.table import BACKFILL_SUMMARY_FILE, file_hashes
+from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
 from schemas.records import Label, Transaction
 from training.dataset import build_training_set, load_features, load_labels
 from training.progress import Progress, note
@@ -34,6 +38,10 @@ FRAUD, LEGIT = "fraud", "legit"
 MS_PER_DAY = 86_400_000
 
 
+MANIFEST_FILE = "manifest.json"
+"""The simulator's manifest (``riskstream simulate --out``): profile, seed and settings."""
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """A training-set frame plus what produced it (for the model card)."""
@@ -42,6 +50,57 @@ class TrainingData:
     source: str
     start_ms: int
     end_ms: int
+    generator: dict[str, Any] | None = None
+    """Simulator profile, seed and settings of the data (None: not known)."""
+
+
+def generator_entry(settings: SimulatorSettings) -> dict[str, Any]:
+    """The model card's ``training.generator`` for a simulation with ``settings``."""
+    return {
+        "profile": settings.profile,
+        "seed": settings.seed,
+        "settings": dataclasses.asdict(settings),
+    }
+
+
+def find_generator(*paths: Path) -> dict[str, Any] | None:
+    """The generator recorded next to training data: a simulator ``manifest.json`` in one of
+    ``paths`` or its parent, or the manifest a backfill copied into its summary."""
+    for path in paths:
+        for folder in (path, path.parent):
+            manifest = folder / MANIFEST_FILE
+            summary = folder / BACKFILL_SUMMARY_FILE
+            try:
+                if manifest.is_file():
+                    document = json.loads(manifest.read_text("utf-8"))
+                elif summary.is_file():
+                    document = json.loads(summary.read_text("utf-8")).get("generator") or {}
+                else:
+                    continue
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(document, dict) and document.get("profile"):
+                return {k: document.get(k) for k in ("profile", "seed", "settings")}
+    return None
+
+
+def check_feature_hash(frame: pd.DataFrame, feature_set: FeatureSet, where: Path) -> None:
+    """Refuse feature rows computed by another feature-set spec than the code's.
+
+    Every backfilled row (and every features-topic record) carries ``feature_set_hash``; a model
+    trained on rows of an older spec would be stamped with the current hash and then served
+    features it never saw.
+    """
+    expected = feature_set.spec_hash()
+    found = sorted({str(h) for h in frame["feature_set_hash"].unique()} - {expected})
+    if found:
+        count = int((frame["feature_set_hash"] != expected).sum())
+        raise ModelContractError(
+            f"{where}: {count} of {len(frame)} feature rows were computed by feature set "
+            f"{feature_set.name} with spec hash {', '.join(h[:12] for h in found)}; this code "
+            f"computes hash {expected[:12]} (v{feature_set.version}): re-run `riskstream "
+            "backfill` with this code, or train with the code that wrote them"
+        )
 
 
 def _transactions(sim: Simulation) -> Iterator[tuple[int, int, Transaction]]:
@@ -130,11 +189,31 @@ def eventual_training_set(features: pd.DataFrame, labels: pd.DataFrame) -> pd.Da
     return build_training_set(features, labels, cutoff_ms=latest + 1)
 
 
+def check_file_hashes(path: Path, feature_set: FeatureSet) -> None:
+    """Refuse Parquet feature files whose metadata names another feature-set hash."""
+    expected = feature_set.spec_hash()
+    wrong = {f: h for f, h in file_hashes(path).items() if h is not None and h != expected}
+    if wrong:
+        file, found = next(iter(wrong.items()))
+        raise ModelContractError(
+            f"{file}: written by feature set {feature_set.name} with spec hash {found[:12]} "
+            f"({len(wrong)} file(s) like it); this code computes hash {expected[:12]} "
+            f"(v{feature_set.version}): re-run `riskstream backfill` with this code, or train "
+            "with the code that wrote them"
+        )
+
+
 def load_training_data(features_path: Path, labels_path: Path) -> TrainingData:
-    """A training set from backfilled features and label files (``training/dataset.py``)."""
+    """A training set from backfilled features and label files (``training/dataset.py``).
+
+    Refuses feature files whose feature-set hash differs from the code's (Parquet metadata and
+    every row's ``feature_set_hash``).
+    """
+    check_file_hashes(features_path, PAYMENT_FEATURES)
     features, labels = load_features(features_path), load_labels(labels_path)
     if features.empty:
         raise SchemaError(f"{features_path}: no feature rows found")
+    check_feature_hash(features, PAYMENT_FEATURES, features_path)
     frame = eventual_training_set(features, labels)
     times = frame["event_time"].to_numpy()
     return TrainingData(
@@ -142,6 +221,7 @@ def load_training_data(features_path: Path, labels_path: Path) -> TrainingData:
         source=f"features {features_path}, labels {labels_path}",
         start_ms=int(times.min()) // MS_PER_DAY * MS_PER_DAY,
         end_ms=int(times.max()) + 1,
+        generator=find_generator(labels_path, features_path),
     )
 
 
@@ -168,4 +248,5 @@ def simulated_training_data(
         ),
         start_ms=sim.start_ms,
         end_ms=sim.end_ms if until_ms is None else min(sim.end_ms, until_ms),
+        generator=generator_entry(settings),
     )

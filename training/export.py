@@ -107,7 +107,9 @@ def export_all(
     """
     blobs: dict[str, bytes] = {}
     gaps: dict[str, float] = {}
-    onnx_scores: dict[str, npt.NDArray[np.float64]] = {models.RULES: sklearn_scores[models.RULES]}
+    onnx_scores: dict[str, npt.NDArray[np.float64]] = {
+        name: sklearn_scores[name] for name in (models.RULES, *models.DERIVED)
+    }
     for name in models.LEARNED:
         blobs[name] = to_onnx(name, fitted.learned[name], input_names, feature_set)
         onnx_scores[name] = onnx_score(name, session(blobs[name]), x_test)

@@ -40,6 +40,7 @@ def test_ensemble_conversion_parity_and_metadata() -> None:
         name: models.predict(name, models.fit(name, x, y, SEED), x) for name in models.LEARNED
     }
     scores[models.RULES] = (x[:, 0] > 200).astype(np.float64) * 0.6
+    scores |= models.derived_scores(x, PAYMENT_FEATURES.names)
     stack = models.stack_inputs(scores)
     stacker = models.stacker(SEED).fit(stack, y)
     blob = export.to_onnx(

@@ -103,7 +103,8 @@ def test_models_cli(
     root = fresh_registry(tmp_path)
     assert main(["models", "--registry", str(root), "list"]) == 0
     assert "| v0001 | candidate |" in capsys.readouterr().out
-    assert main(["models", "--registry", str(root), "promote", "v0001"]) == 0
+    here = ["--set", "scoring.profile=handbook", "--set", "training.min_block_tail=1"]
+    assert main([*here, "models", "--registry", str(root), "promote", "v0001"]) == 0
     assert main(["models", "--registry", str(root), "show"]) == 0
     shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert shown["stage"] == "champion"

@@ -18,6 +18,9 @@ def test_train_registers_a_candidate_and_promotes_it(
 ) -> None:
     overrides = [f"simulator.{k}={v}" for k, v in TINY.items()]
     overrides += [f"training.{k}={v}" for k, v in TINY_SPLIT.items()]
+    # a tiny handbook-profile model may serve only a handbook deployment that accepts its few
+    # training scores (the defaults refuse both: see test_deploy_checks.py)
+    overrides += ["scoring.profile=handbook", "training.min_block_tail=1"]
     argv = [arg for item in overrides for arg in ("--set", item)]
     report = tmp_path / "report.json"
     root = tmp_path / "registry"

@@ -73,3 +73,49 @@ def test_train_from_backfill_files(
     )
     assert status == 0
     assert "registered v0001 (candidate)" in capsys.readouterr().out
+
+
+def _rewrite_hash(file: Path, old: str, keep_metadata: bool) -> None:
+    """Make ``file`` look written by an older feature-set spec (rows, and metadata if kept)."""
+    table = pq.read_table(file)
+    column = table.schema.get_field_index("feature_set_hash")
+    table = table.set_column(column, "feature_set_hash", [[old] * len(table)])
+    metadata = dict(table.schema.metadata or {})
+    if keep_metadata:
+        metadata[feature_table.HASH_METADATA_KEY.encode()] = old.encode()
+    else:
+        metadata.pop(feature_table.HASH_METADATA_KEY.encode(), None)
+    pq.write_table(table.replace_schema_metadata(metadata), file)
+
+
+@pytest.mark.parametrize("keep_metadata", [True, False])
+def test_train_refuses_feature_files_of_an_older_spec_hash(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    keep_metadata: bool,
+    tiny_data: TrainingData,
+    tiny_settings: Settings,
+) -> None:
+    _write_backfill(tmp_path, tiny_data, tiny_settings)
+    part = tmp_path / "rt" / "features" / "part-0.parquet"
+    assert feature_table.file_hashes(tmp_path / "rt") == {part: PAYMENT_FEATURES.spec_hash()}
+    old = "0" * 64
+    _rewrite_hash(part, old, keep_metadata)
+    root = tmp_path / "registry"
+    data = ["--data", str(tmp_path / "rt"), "--labels", str(tmp_path / "sim")]
+    status = main(["train", *data, "--registry", str(root), "--quiet"])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert "spec hash 000000000000" in err and PAYMENT_FEATURES.spec_hash()[:12] in err
+    assert "re-run `riskstream backfill`" in err
+    assert not root.exists() or not list(root.glob("v*"))
+
+
+def test_training_from_files_records_the_simulators_profile(
+    tmp_path: Path, tiny_data: TrainingData, tiny_settings: Settings
+) -> None:
+    _write_backfill(tmp_path, tiny_data, tiny_settings)
+    loaded = load_training_data(tmp_path / "rt", tmp_path / "sim")
+    assert loaded.generator is not None
+    assert loaded.generator["profile"] == "handbook"
+    assert loaded.generator["settings"]["customers"] == tiny_settings.simulator.customers

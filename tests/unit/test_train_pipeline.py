@@ -31,6 +31,8 @@ def test_registry_version_reproduces_sklearn_probabilities(
         gap = np.max(np.abs(scored.base[name] - run.test_scores[name]))
         assert gap <= PARITY_TOLERANCE, (name, gap)
     assert np.array_equal(scored.base[models.RULES], run.test_scores[models.RULES])
+    for name in models.DERIVED:  # computed by the serving code from the same float32 inputs
+        assert np.array_equal(scored.base[name], run.test_scores[name]), name
     same_input = onnx_score(
         models.ENSEMBLE,
         loaded.sessions[models.ENSEMBLE],

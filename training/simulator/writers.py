@@ -11,6 +11,7 @@ carry one extra column, ``arrival_time`` (epoch ms), which is delivery metadata,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -170,6 +171,7 @@ def summary(sim: Simulation, fmt: str) -> dict[str, Any]:
     return {
         "profile": sim.settings.profile,
         "seed": sim.settings.seed,
+        "settings": dataclasses.asdict(sim.settings),
         "run": sim.run,
         "format": fmt,
         "start_ms": sim.start_ms,
