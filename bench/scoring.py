@@ -106,7 +106,7 @@ def main() -> None:
             "scoring",
             figures,
             {
-                "models": "rules + isolation forest + LR + gradient boosting + MLP + ensemble",
+                "models": "rules + amount deviation + LR + gradient boosting + MLP + ensemble",
                 "source": "datagen -> UDF -> blackhole, mini-cluster, parallelism 1",
             },
         )
