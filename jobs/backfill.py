@@ -47,6 +47,7 @@ from features.history import (
     role_dir,
     stage_role,
 )
+from features.table import BACKFILL_SUMMARY_FILE
 from jobs import features as features_job
 from jobs.env import create_env
 from udfs.backfill_ops import PROGRESS_DIR, FeatureParquetWriter, StagedTimestamps, staged_payload
@@ -55,9 +56,15 @@ JOB_NAME = "riskstream-backfill"
 FEATURES_DIR = "features"
 DEAD_LETTER_DIR = "dead_letters"
 STAGING_DIR = "_staging"
-SUMMARY_FILE = "_backfill.json"
+SUMMARY_FILE = BACKFILL_SUMMARY_FILE
 STAGED_SUFFIX = ".lines"
 POLL_S = 0.5
+MARKER_FILE = "_riskstream_backfill.json"
+"""Written first into every backfill output: what makes a directory a previous backfill output."""
+OWN_ENTRIES = frozenset(
+    {FEATURES_DIR, DEAD_LETTER_DIR, STAGING_DIR, PROGRESS_DIR, SUMMARY_FILE, MARKER_FILE}
+)
+"""Everything a backfill writes at the top of its output (and so may delete on a re-run)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,53 @@ def _annotate(letters: list[dict[str, Any]], staged: dict[str, StagedInput]) -> 
             letter["origin"] = found.get(str(letter.get("payload")), "unknown")
 
 
+def prepare_output(source: Path, output: Path) -> None:
+    """Make ``output`` an empty backfill output, refusing anything that could delete other data.
+
+    Refused (:class:`JobError`): an output that is the input or contains it (``--output .`` over
+    the data, or a parent folder of it); an output that is a file; a non-empty directory that is
+    not a previous backfill output (no :data:`MARKER_FILE` nor summary); a previous backfill
+    output that also holds anything the backfill did not write. A previous output is cleared
+    entry by entry (only :data:`OWN_ENTRIES`), never with one recursive delete of the folder.
+    """
+    source, output = source.resolve(), output.resolve()
+    if output == source or output in source.parents:
+        raise JobError(
+            f"backfill output {output} contains the input {source}: the output is emptied before "
+            "the run, so choose a directory outside the input"
+        )
+    if output.exists() and not output.is_dir():
+        raise JobError(f"backfill output {output} is a file, expected a directory")
+    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    if entries:
+        if MARKER_FILE not in entries and SUMMARY_FILE not in entries:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise JobError(
+                f"backfill output {output} is not empty and is not a previous backfill output "
+                f"(no {MARKER_FILE}); it holds {shown}. Choose a new or empty directory"
+            )
+        foreign = [e for e in entries if e not in OWN_ENTRIES]
+        if foreign:
+            raise JobError(
+                f"backfill output {output} is a previous backfill output but also holds "
+                f"{', '.join(foreign[:5])}, which the backfill did not write; move them away or "
+                "choose another directory"
+            )
+        for name in entries:
+            path = output / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    output.mkdir(parents=True, exist_ok=True)
+    marker = {"written_by": JOB_NAME, "input": str(source), "started_utc": _now_iso()}
+    (output / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", "utf-8")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def run(
     settings: Settings,
     source: Path,
@@ -208,9 +262,8 @@ def run(
     """Stage ``source``, run the backfill on the mini-cluster, report progress; blocks."""
     say = say or (lambda text: print(text, file=sys.stderr))
     started = time.monotonic()
-    if output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True)
+    prepare_output(source, output)
+    generator = input_generator(source)
     staged = stage_inputs(source, output)
     problems = tuple(p for s in staged.values() for p in s.problems)
     for problem in problems:
@@ -268,7 +321,7 @@ def run(
         elapsed_s=time.monotonic() - started,
         job_s=job_s,
     )
-    _write_summary(result, letters)
+    _write_summary(result, letters, generator)
     say(
         f"backfill: done: {rows} feature row(s) in {output / FEATURES_DIR}, {len(letters)} dead "
         f"letter(s), {len(problems)} file problem(s), {result.elapsed_s:.1f} s"
@@ -282,8 +335,23 @@ def create_backfill_env(settings: Settings) -> StreamExecutionEnvironment:
     return create_env(settings, connectors=False)
 
 
-def _write_summary(result: BackfillResult, letters: list[dict[str, Any]]) -> None:
+def input_generator(source: Path) -> dict[str, Any] | None:
+    """The simulator profile, seed and settings of ``source`` (its ``manifest.json``), if any: the
+    summary carries them so `riskstream train --data` can record the training profile."""
+    try:
+        manifest = json.loads((source / "manifest.json").read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(manifest, dict) or not manifest.get("profile"):
+        return None
+    return {k: manifest.get(k) for k in ("profile", "seed", "settings")}
+
+
+def _write_summary(
+    result: BackfillResult, letters: list[dict[str, Any]], generator: dict[str, Any] | None
+) -> None:
     summary = {
+        "generator": generator,
         "inputs": result.inputs,
         "feature_rows": result.feature_rows,
         "dead_letters": [

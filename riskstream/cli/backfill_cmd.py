@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
         "over historical files on the Flink mini-cluster, in arrival order, and write the "
         "features as Parquet under OUTPUT/features (dead letters under OUTPUT/dead_letters). "
         "INPUT holds transactions/ and optionally labels/: simulator output (day=*/part-0.jsonl "
-        "or .parquet) or topic archives from `riskstream archive`. OUTPUT is emptied first.",
+        "or .parquet) or topic archives from `riskstream archive`. OUTPUT must be new, empty or a "
+        "previous backfill output (which is cleared first); an output that contains INPUT, or a "
+        "non-empty directory the backfill did not write, is refused.",
     )
     backfill.add_argument("--input", required=True, type=Path, metavar="PATH")
     backfill.add_argument("--output", required=True, type=Path, metavar="DIR")
