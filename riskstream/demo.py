@@ -1,8 +1,17 @@
 """``make demo``: the whole chain on real parts in one command, leaving nothing running.
 
-Starts the local Kafka (unless one runs), trains and promotes a small model if the registry has no
-champion, runs the scoring job on the mini-cluster, streams simulated payments at a modest rate
-with event time = now, and prints a live summary until the time is up or Ctrl-C.
+Starts the local Kafka (unless one runs), trains and promotes a model of the streamed world if the
+registry has no champion that may serve it, runs the scoring job on the mini-cluster, streams
+simulated payments at a modest rate with event time = now, and prints a live summary until the
+time is up or Ctrl-C.
+
+Train on the world you score: the champion is trained on the stream's generator profile and
+settings (:data:`DEMO_WORLD`, the other simulator settings shared), drawn from the same seed
+family (the stream's seed plus :data:`TRAINING_SEED_OFFSET`, so it never sees the streamed
+payments), on enough rows that the block threshold rests on at least
+``training.min_block_tail`` training scores (21 training days of 1,500 cards: about 63,000 rows,
+about 126 scores above the block threshold), after :data:`WARMUP_DAYS` of history so its 30-day
+features are as full as in steady state. docs/training.md has the measured training time.
 """
 
 from __future__ import annotations
@@ -15,22 +24,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings
-from core.errors import JobError
+from core.errors import JobError, ModelContractError
 from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.rest import FlinkRest
 from riskstream.jobrunner import write_settings
 from riskstream.live import DecisionWatcher, LiveFeed, live_topics
 from schemas.feature_set import PAYMENT_FEATURES
-from scoring.registry import champion
+from scoring.registry import champion, check_contract, read_card
 from training import registry, train
 from training.data import simulated_training_data
 from training.simulator.generate import simulate
 
 JOB_START_TIMEOUT_S = 180.0
 JOB_STOP_TIMEOUT_S = 60.0
-DEMO_TRAINING = {"profile": "handbook", "customers": 200, "terminals": 400, "days": 24, "seed": 3}
-DEMO_SPLIT = {"train_days": 5, "delay_days": 3, "test_days": 4, "stack_folds": 2}
-DEMO_TRAFFIC = {"profile": "realistic", "days": 10, "cards": 1_500, "merchants": 200, "seed": 11}
+DEMO_WORLD = {"profile": "realistic", "cards": 1_500, "merchants": 200}
+"""The streamed world's generator settings (the rest come from the ``simulator`` settings)."""
+DEMO_SEED = 11
+TRAINING_SEED_OFFSET = 1_000
+WARMUP_DAYS = 30
+DEMO_SPLIT = {
+    "train_days": 21,
+    "delay_days": 7,
+    "test_days": 7,
+    "stack_folds": 3,
+    "test_start": "",
+    "only_known_labels": True,
+    "known_compromised": "label_time",
+}
+DEMO_TRAINING = {
+    **DEMO_WORLD,
+    "seed": DEMO_SEED + TRAINING_SEED_OFFSET,
+    "days": WARMUP_DAYS + 21 + 7 + 7,
+}
+DEMO_TRAFFIC = {**DEMO_WORLD, "days": 10, "seed": DEMO_SEED}
 
 
 @dataclass(frozen=True)
@@ -43,18 +69,40 @@ class DemoOptions:
 
 
 def ensure_champion(settings: Settings) -> str:
-    """The champion version, training and promoting a small one first if there is none."""
+    """The champion version if it may serve the demo stream, else a new one trained on the
+    stream's world and promoted (with the deployment checks of ``riskstream models promote``)."""
     path = settings.registry
+    policy = registry.DeployPolicy(str(DEMO_TRAFFIC["profile"]), settings.training.min_block_tail)
     version = champion(path) if path.exists() else None
     if version is not None:
-        return version
-    print(f"demo: no champion in {path}; training a small model (about a minute) ...", flush=True)
+        card = read_card(path, version)
+        try:
+            check_contract(card, PAYMENT_FEATURES)
+            problems = registry.deploy_problems(card, policy)
+        except ModelContractError as exc:
+            problems = [str(exc)]
+        if not problems:
+            return version
+        print(f"demo: champion {version} cannot serve this stream: {problems[0]}", flush=True)
+    print(
+        f"demo: training a model of the streamed world ({DEMO_TRAINING['days']} days of "
+        f"{DEMO_WORLD['cards']:,} {DEMO_WORLD['profile']} cards, about two minutes) ...",
+        flush=True,
+    )
+    started = time.monotonic()
     sim = dataclasses.replace(settings.simulator, **DEMO_TRAINING)  # type: ignore[arg-type]
     split = dataclasses.replace(settings.training, **DEMO_SPLIT)  # type: ignore[arg-type]
     data = simulated_training_data(sim, quiet=True)
     run = train.run(data.frame, data.start_ms, data.end_ms, split, PAYMENT_FEATURES, quiet=True)
-    folder = registry.write_version(path, run, data.source)
-    registry.promote(path, folder.name)
+    folder = registry.write_version(path, run, data.source, data.generator)
+    registry.promote(path, folder.name, policy)
+    support = run.threshold_support
+    print(
+        f"demo: trained and promoted {folder.name} in {time.monotonic() - started:.0f} s "
+        f"({run.rows['train']:,} training rows, {run.rows['train_fraud']:,} frauds; block "
+        f"threshold on {support['block_tail']} scores)",
+        flush=True,
+    )
     return folder.name
 
 
