@@ -58,9 +58,7 @@ NO_DEVICE = '"device_id":null'
 def pack(event_id: str, duplicate: bool, late: bool, values: list[float]) -> bytes:
     """The lean output record of the real shapes."""
     return (
-        HEADER.pack(duplicate, late, len(values))
-        + array("d", values).tobytes()
-        + event_id.encode()
+        HEADER.pack(duplicate, late, len(values)) + array("d", values).tobytes() + event_id.encode()
     )
 
 
@@ -289,8 +287,12 @@ class CardWithTiles(KeyedBroadcastProcessFunction):  # type: ignore[misc]
                 state.remove(f"t{hour - RETENTION_HOURS}")
         else:
             label: Label = value[1]
-            entry = (label.terminal_id, label.transaction_id, label.transaction_time,
-                     label.event_time)  # fmt: skip
+            entry = (
+                label.terminal_id,
+                label.transaction_id,
+                label.transaction_time,
+                label.event_time,
+            )
             if tiles.add_fraud(*entry):
                 state.put(f"l{label.transaction_id}", entry)
         yield from ()

@@ -56,6 +56,8 @@ VECTOR_FLOATS = 40
 VECTOR = struct.Struct(f"<{VECTOR_FLOATS}d")
 SIDE = OutputTag("side", PICKLED)
 TILES = MapStateDescriptor("probe-tiles", Types.STRING(), PICKLED)
+BATCHED_PRODUCER = {"linger.ms": "20", "batch.size": "1048576", "compression.type": "lz4"}
+"""Producer settings of the batched sink variants (what the simulator's producer uses)."""
 
 
 def discard() -> Sink:
@@ -219,7 +221,7 @@ def pandas_job(env: StreamExecutionEnvironment, spec: dict[str, Any]) -> None:
     config.set("python.fn-execution.bundle.time", str(spec["bundle_time_ms"]))
     t_env.execute_sql(
         f"""CREATE TABLE vectors (id BIGINT, features BYTES) WITH (
-        'connector' = 'datagen', 'number-of-rows' = '{n}',
+        'connector' = 'datagen', 'number-of-rows' = '{n}', 'rows-per-second' = '1000000000',
         'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{n}',
         'fields.features.length' = '{VECTOR.size}')"""
     )
@@ -293,7 +295,7 @@ def sinks_job(env: StreamExecutionEnvironment, spec: dict[str, Any], settings: S
                 .build()
             )
         )
-        if kind == "ds-eos":
+        if kind.startswith("ds-eos"):
             builder = (
                 builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
                 .set_transactional_id_prefix(f"probe-ds-{topic}")
@@ -301,6 +303,9 @@ def sinks_job(env: StreamExecutionEnvironment, spec: dict[str, Any], settings: S
             )
         else:
             builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        if kind.endswith("-batched"):
+            for key, value in BATCHED_PRODUCER.items():
+                builder = builder.set_property(key, value)
         stream.sink_to(builder.build())
     env.execute(f"probe-sinks-{kind}")
 
@@ -487,7 +492,7 @@ class RawRows(ProcessFunction):  # type: ignore[misc]
             self.nulls += 1
         elif len(payload) == 0:
             self.empties += 1
-        if self.kind == "sql":
+        if self.kind == "sql" and len(value) > 1:
             self.partitions.add(value[1])
         ts = ctx.timestamp()
         if ts is not None and ts > self.max_ts:
@@ -561,7 +566,8 @@ def kafka_job(env: StreamExecutionEnvironment, spec: dict[str, Any], settings: S
         'format' = 'raw'{extra}
     )"""
     t_env.execute_sql(ddl)
-    table = t_env.sql_query("SELECT `value`, `partition`, `offset`, `timestamp` FROM raw_in")
+    columns = spec.get("columns", "`value`, `partition`, `offset`, `timestamp`")
+    table = t_env.sql_query(f"SELECT {columns} FROM raw_in")
     with open(meter, "a") as out:
         out.write(json.dumps({"explain": table.explain()}) + "\n")
     stream = t_env.to_data_stream(table)

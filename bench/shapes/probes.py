@@ -44,6 +44,8 @@ MS_PER_DAY = 86_400_000
 PERF_RECORDS = 200_000
 EDGE_RECORDS = 200
 SASL_USER = "probe"
+FUTURE_AHEAD_MS = 30 * 60_000
+"""Less than the broker's default log.message.timestamp.after.max.ms (1 h in Kafka 4.x)."""
 
 
 class SaslKafka(LocalKafka):
@@ -105,17 +107,26 @@ def kafka_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
-def produce(settings: Settings, topic: str, records: list[tuple[int, bytes | None, int]]) -> None:
-    """(partition, value, timestamp ms) records."""
+def produce(settings: Settings, topic: str, records: list[tuple[int, bytes | None, int]]) -> list[str]:
+    """(partition, value, timestamp ms) records; returns the delivery errors."""
     producer = Producer({**settings.kafka.client_config(), "linger.ms": 20})
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
     for partition, value, stamp in records:
         while True:
             try:
-                producer.produce(topic, value=value, partition=partition, timestamp=stamp)
+                producer.produce(
+                    topic, value=value, partition=partition, timestamp=stamp, on_delivery=delivered
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
     producer.flush(60)
+    return errors
 
 
 def committed_count(settings: Settings, topic: str) -> int:
@@ -157,6 +168,12 @@ def probe_kafka(settings: Settings, work: Path) -> dict[str, Any]:
     for kind in ("string", "bytes", "sql"):
         out[f"perf_{kind}"] = run_variant(work, f"kafka-perf-{kind}", {**base, "kind": kind,
                                           "topic": perf, "skip": 5_000})  # fmt: skip
+    lean = {"value": "`value`", "positions": "`value`, `partition`, `offset`",
+            "rowtime": "`value`, `partition`, `offset`, ts"}  # fmt: skip
+    for name, columns in lean.items():
+        out[f"perf_sql_{name}"] = run_variant(work, f"kafka-perf-sql-{name}", {**base,
+                                              "kind": "sql", "topic": perf, "skip": 5_000,
+                                              "columns": columns})  # fmt: skip
 
     edge = f"probe-edge-{uuid.uuid4().hex[:6]}"
     create_topic(settings, edge, 2, append_time=False)
@@ -170,22 +187,30 @@ def probe_kafka(settings: Settings, work: Path) -> dict[str, Any]:
                                           "topic": edge, "skip": 1})  # fmt: skip
     out["edge_produced"] = {"values": EDGE_RECORDS, "tombstones": 2, "empty_values": 2}
 
-    # Per-partition watermarks: partition 0 is a day ahead of partition 1.
+    # Per-partition watermarks: partition 1 is a day behind partition 0.
     skew = f"probe-skew-{uuid.uuid4().hex[:6]}"
     create_topic(settings, skew, 2, append_time=False)
-    t0 = now - 3_600_000
-    produce(settings, skew, [(i % 2, line, t0 + (MS_PER_DAY if i % 2 == 0 else 0) + i // 2)
-                             for i in range(40_000)])  # fmt: skip
+    t0 = now - 2 * 3_600_000
+    out["skew_produce_errors"] = produce(settings, skew, [(i % 2, line, t0 - (MS_PER_DAY if i % 2
+                                         else 0) + i // 2) for i in range(40_000)])  # fmt: skip
     out["skew_t0_ms"] = t0
+    out["skew_partition1_ms"] = t0 - MS_PER_DAY
     for kind in ("string", "sql"):
         out[f"skew_{kind}"] = run_variant(work, f"kafka-skew-{kind}", {**base, "kind": kind,
                                           "topic": skew, "skip": 1})  # fmt: skip
 
+    # The broker itself refuses records stamped far ahead (CreateTime topics).
+    ahead = f"probe-ahead-{uuid.uuid4().hex[:6]}"
+    create_topic(settings, ahead, 1, append_time=False)
+    out["one_day_ahead_produce_errors"] = produce(settings, ahead, [(0, line, now + MS_PER_DAY)])
     # A computed column that clamps timestamps more than 5 min ahead of the wall clock.
     future = f"probe-future-{uuid.uuid4().hex[:6]}"
     create_topic(settings, future, 1, append_time=False)
-    produce(settings, future, [(0, line, now + (MS_PER_DAY if i % 100 == 0 else 0) + i)
-                               for i in range(20_000)])  # fmt: skip
+    now = int(time.time() * 1000)
+    out["future_produce_errors"] = produce(settings, future, [(0, line, now - 60_000 + i +
+                                           (FUTURE_AHEAD_MS if i % 100 == 0 else 0))
+                                           for i in range(20_000)])[:3]  # fmt: skip
+    out["future_ahead_ms"] = FUTURE_AHEAD_MS
     clamp = (
         "CASE WHEN `timestamp` > CURRENT_TIMESTAMP + INTERVAL '5' MINUTE "
         "THEN CURRENT_TIMESTAMP ELSE `timestamp` END"
@@ -217,8 +242,11 @@ def probe_sasl(settings: Settings, work: Path) -> dict[str, Any]:
         create_topic(sasl_settings, topic, 1, append_time=False)
         now = int(time.time() * 1000)
         produce(sasl_settings, topic, [(0, b'{"x":1}', now + i) for i in range(1000)])
+        # The fat connector jar shades kafka-clients: the login module has the shaded name
+        # (the plain name fails with "No LoginModule found").
         jaas = (
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.plain.PlainLoginModule"
+            " required "
             f'username="{SASL_USER}" password="{secret}";'
         )
         options = (
@@ -310,7 +338,7 @@ def probe_sinks(settings: Settings, work: Path) -> dict[str, Any]:
     """Probe 5."""
     out: dict[str, Any] = {}
     n = 300_000
-    for kind in ("discard", "ds-alo", "ds-eos", "table-eos"):
+    for kind in ("discard", "ds-alo", "ds-alo-batched", "ds-eos", "ds-eos-batched", "table-eos"):
         topic = f"probe-sink-{kind}-{uuid.uuid4().hex[:6]}"
         create_topic(settings, topic, 1, append_time=False)
         spec = {

@@ -119,4 +119,3 @@ class TileCache:
                         fraud += 1
             out += [float(count), min(1.0, fraud / count) if count else 0.0]
         return out
-
