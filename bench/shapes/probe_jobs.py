@@ -102,36 +102,6 @@ def rows_job(env: StreamExecutionEnvironment, spec: dict[str, Any]) -> None:
     """map -> Row of ``width`` DOUBLE fields (or id + BYTES) -> from_data_stream -> blackhole."""
     width, n, meter = spec["width"], spec["n"], spec["meter"]
     t_env = StreamTableEnvironment.create(env)
-    if width == "bytes300":
-        names, types = ["id", "payload"], [Types.LONG(), BYTES]
-        payload = bytes(300)
-
-        def make(v: int) -> Row:
-            return Row(v, payload)
-    elif width == "pickled":
-        sequence(env, n).map(Metered(meter, lambda v: (v, 1.0)), output_type=PICKLED).sink_to(
-            discard()
-        )
-        env.execute("probe-rows-pickled")
-        return
-    else:
-        names = [f"f{i}" for i in range(width)]
-        types = [Types.DOUBLE()] * width
-        values = [float(i) for i in range(width)]
-
-        def make(v: int) -> Row:
-            return Row(*values)
-
-    stream = sequence(env, n).map(Metered(meter, make), output_type=Types.ROW_NAMED(names, types))
-    t_env.execute_sql(f"CREATE TABLE bh WITH ('connector' = 'blackhole') LIKE src_{width}")
-    t_env.create_temporary_view(f"src_{width}", t_env.from_data_stream(stream))
-    t_env.execute_sql(f"INSERT INTO bh SELECT * FROM src_{width}").wait()
-
-
-def rows_job_blackhole(env: StreamExecutionEnvironment, spec: dict[str, Any]) -> None:
-    """As :func:`rows_job` with a schema-derived blackhole table."""
-    width, n, meter = spec["width"], spec["n"], spec["meter"]
-    t_env = StreamTableEnvironment.create(env)
     if width == "pickled":
         sequence(env, n).map(Metered(meter, lambda v: (v, 1.0)), output_type=PICKLED).sink_to(
             discard()
@@ -139,7 +109,11 @@ def rows_job_blackhole(env: StreamExecutionEnvironment, spec: dict[str, Any]) ->
         env.execute("probe-rows-pickled")
         return
     if width == "bytes300":
-        names, types, sql_cols = ["id", "payload"], [Types.LONG(), BYTES], "id BIGINT, payload BYTES"
+        names, types, sql_cols = (
+            ["id", "payload"],
+            [Types.LONG(), BYTES],
+            "id BIGINT, payload BYTES",
+        )
         payload = bytes(300)
 
         def make(v: int) -> Row:
@@ -170,6 +144,7 @@ class PackedScore(ScalarFunction):  # type: ignore[misc]
         self.calls = 0
         self.first = 0.0
         self.last = 0.0
+        self.busy = 0.0
         self.weights = np.linspace(-1.0, 1.0, VECTOR_FLOATS)
 
     def open(self, function_context: Any) -> None:
@@ -190,6 +165,7 @@ class PackedScore(ScalarFunction):  # type: ignore[misc]
             {"score": score, "decision": decision, "model": np.full(len(score), "m1", dtype=object)}
         )
         self.last = time.perf_counter()
+        self.busy += self.last - now
         return out
 
     def close(self) -> None:
@@ -204,6 +180,8 @@ class PackedScore(ScalarFunction):  # type: ignore[misc]
                         "udf_rows_per_call": round(self.rows / max(self.calls, 1), 1),
                         "udf_steady_s": round(steady, 3),
                         "udf_rows_per_s": round(self.rows / steady, 1) if steady > 0 else None,
+                        "udf_busy_s": round(self.busy, 3),
+                        "udf_rows_per_busy_s": round(self.rows / self.busy) if self.busy else None,
                         "pid": os.getpid(),
                     }
                 )
@@ -276,9 +254,7 @@ def sinks_job(env: StreamExecutionEnvironment, spec: dict[str, Any], settings: S
         statements.add_insert("kout", t_env.from_data_stream(stream))
         statements.attach_as_datastream()
         # A DataStream branch in the same job, to show both kinds of sinks share one job graph.
-        sequence(env, 10, "side-seq").map(lambda v: v, output_type=Types.LONG()).sink_to(
-            discard()
-        )
+        sequence(env, 10, "side-seq").map(lambda v: v, output_type=Types.LONG()).sink_to(discard())
         env.execute("probe-sinks-table-eos")
         return
     stream = sequence(env, n).map(Metered(meter, lambda v: payload), output_type=BYTES)
@@ -498,8 +474,7 @@ class RawRows(ProcessFunction):  # type: ignore[misc]
         if ts is not None and ts > self.max_ts:
             self.max_ts = ts
         wm = ctx.timer_service().current_watermark()
-        if wm > self.watermark:
-            self.watermark = wm
+        self.watermark = max(self.watermark, wm)
         yield from ()
 
     def close(self) -> None:
@@ -607,7 +582,7 @@ def main(spec: dict[str, Any]) -> None:
     env = create_env(settings, extra=spec.get("flink", {}))
     probe = spec["probe"]
     if probe == "rows":
-        rows_job_blackhole(env, spec)
+        rows_job(env, spec)
     elif probe == "pandas":
         pandas_job(env, spec)
     elif probe == "sinks":

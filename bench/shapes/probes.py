@@ -107,7 +107,9 @@ def kafka_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
-def produce(settings: Settings, topic: str, records: list[tuple[int, bytes | None, int]]) -> list[str]:
+def produce(
+    settings: Settings, topic: str, records: list[tuple[int, bytes | None, int]]
+) -> list[str]:
     """(partition, value, timestamp ms) records; returns the delivery errors."""
     producer = Producer({**settings.kafka.client_config(), "linger.ms": 20})
     errors: list[str] = []
@@ -166,14 +168,20 @@ def probe_kafka(settings: Settings, work: Path) -> dict[str, Any]:
     produce(settings, perf, [(i % 2, line, now - 3_600_000 + i) for i in range(PERF_RECORDS)])
     base = {"probe": "kafka", "settings": kafka_settings(settings)}
     for kind in ("string", "bytes", "sql"):
-        out[f"perf_{kind}"] = run_variant(work, f"kafka-perf-{kind}", {**base, "kind": kind,
-                                          "topic": perf, "skip": 5_000})  # fmt: skip
-    lean = {"value": "`value`", "positions": "`value`, `partition`, `offset`",
-            "rowtime": "`value`, `partition`, `offset`, ts"}  # fmt: skip
+        out[f"perf_{kind}"] = run_variant(
+            work, f"kafka-perf-{kind}", {**base, "kind": kind, "topic": perf, "skip": 5_000}
+        )
+    lean = {
+        "value": "`value`",
+        "positions": "`value`, `partition`, `offset`",
+        "rowtime": "`value`, `partition`, `offset`, ts",
+    }
     for name, columns in lean.items():
-        out[f"perf_sql_{name}"] = run_variant(work, f"kafka-perf-sql-{name}", {**base,
-                                              "kind": "sql", "topic": perf, "skip": 5_000,
-                                              "columns": columns})  # fmt: skip
+        out[f"perf_sql_{name}"] = run_variant(
+            work,
+            f"kafka-perf-sql-{name}",
+            {**base, "kind": "sql", "topic": perf, "skip": 5_000, "columns": columns},
+        )
 
     edge = f"probe-edge-{uuid.uuid4().hex[:6]}"
     create_topic(settings, edge, 2, append_time=False)
@@ -183,21 +191,26 @@ def probe_kafka(settings: Settings, work: Path) -> dict[str, Any]:
     edge_records += [(0, None, now), (1, None, now), (0, b"", now), (1, b"", now)]
     produce(settings, edge, edge_records)
     for kind in ("string", "bytes", "sql"):
-        out[f"edge_{kind}"] = run_variant(work, f"kafka-edge-{kind}", {**base, "kind": kind,
-                                          "topic": edge, "skip": 1})  # fmt: skip
+        out[f"edge_{kind}"] = run_variant(
+            work, f"kafka-edge-{kind}", {**base, "kind": kind, "topic": edge, "skip": 1}
+        )
     out["edge_produced"] = {"values": EDGE_RECORDS, "tombstones": 2, "empty_values": 2}
 
     # Per-partition watermarks: partition 1 is a day behind partition 0.
     skew = f"probe-skew-{uuid.uuid4().hex[:6]}"
     create_topic(settings, skew, 2, append_time=False)
     t0 = now - 2 * 3_600_000
-    out["skew_produce_errors"] = produce(settings, skew, [(i % 2, line, t0 - (MS_PER_DAY if i % 2
-                                         else 0) + i // 2) for i in range(40_000)])  # fmt: skip
+    out["skew_produce_errors"] = produce(
+        settings,
+        skew,
+        [(i % 2, line, t0 - (MS_PER_DAY if i % 2 else 0) + i // 2) for i in range(40_000)],
+    )
     out["skew_t0_ms"] = t0
     out["skew_partition1_ms"] = t0 - MS_PER_DAY
     for kind in ("string", "sql"):
-        out[f"skew_{kind}"] = run_variant(work, f"kafka-skew-{kind}", {**base, "kind": kind,
-                                          "topic": skew, "skip": 1})  # fmt: skip
+        out[f"skew_{kind}"] = run_variant(
+            work, f"kafka-skew-{kind}", {**base, "kind": kind, "topic": skew, "skip": 1}
+        )
 
     # The broker itself refuses records stamped far ahead (CreateTime topics).
     ahead = f"probe-ahead-{uuid.uuid4().hex[:6]}"
@@ -207,19 +220,28 @@ def probe_kafka(settings: Settings, work: Path) -> dict[str, Any]:
     future = f"probe-future-{uuid.uuid4().hex[:6]}"
     create_topic(settings, future, 1, append_time=False)
     now = int(time.time() * 1000)
-    out["future_produce_errors"] = produce(settings, future, [(0, line, now - 60_000 + i +
-                                           (FUTURE_AHEAD_MS if i % 100 == 0 else 0))
-                                           for i in range(20_000)])[:3]  # fmt: skip
+    out["future_produce_errors"] = produce(
+        settings,
+        future,
+        [
+            (0, line, now - 60_000 + i + (FUTURE_AHEAD_MS if i % 100 == 0 else 0))
+            for i in range(20_000)
+        ],
+    )[:3]
     out["future_ahead_ms"] = FUTURE_AHEAD_MS
     clamp = (
         "CASE WHEN `timestamp` > CURRENT_TIMESTAMP + INTERVAL '5' MINUTE "
         "THEN CURRENT_TIMESTAMP ELSE `timestamp` END"
     )
     out["future_now_ms"] = now
-    out["future_plain"] = run_variant(work, "kafka-future-plain", {**base, "kind": "sql",
-                                      "topic": future, "skip": 1})  # fmt: skip
-    out["future_clamped"] = run_variant(work, "kafka-future-clamped", {**base, "kind": "sql",
-                                        "topic": future, "skip": 1, "ts_expr": clamp})  # fmt: skip
+    out["future_plain"] = run_variant(
+        work, "kafka-future-plain", {**base, "kind": "sql", "topic": future, "skip": 1}
+    )
+    out["future_clamped"] = run_variant(
+        work,
+        "kafka-future-clamped",
+        {**base, "kind": "sql", "topic": future, "skip": 1, "ts_expr": clamp},
+    )
     out["sasl"] = probe_sasl(settings, work)
     return out
 
@@ -293,8 +315,9 @@ def probe_broadcast(settings: Settings, work: Path) -> dict[str, Any]:
     """Probe 2."""
     base = {"probe": "broadcast", "settings": kafka_settings(settings), "n": 200_000}
     return {
-        f"cached_{cached}": run_variant(work, f"broadcast-cached-{cached}", {**base,
-                                        "cached": cached})  # fmt: skip
+        f"cached_{cached}": run_variant(
+            work, f"broadcast-cached-{cached}", {**base, "cached": cached}
+        )
         for cached in (False, True)
     }
 
@@ -304,8 +327,11 @@ def probe_rows(settings: Settings, work: Path) -> dict[str, Any]:
     out = {}
     for width in ("pickled", 1, 2, 5, 20, 40, "bytes300"):
         n = 300_000 if width in ("pickled", 1, 2, 5, "bytes300") else 150_000
-        out[str(width)] = run_variant(work, f"rows-{width}", {"probe": "rows", "width": width,
-                                      "n": n, "settings": kafka_settings(settings)})  # fmt: skip
+        out[str(width)] = run_variant(
+            work,
+            f"rows-{width}",
+            {"probe": "rows", "width": width, "n": n, "settings": kafka_settings(settings)},
+        )
     return out
 
 
@@ -361,8 +387,11 @@ def probe_sinks(settings: Settings, work: Path) -> dict[str, Any]:
 def probe_chain(settings: Settings, work: Path) -> dict[str, Any]:
     """Probe 6."""
     return {
-        kind: run_variant(work, f"chain-{kind}", {"probe": "chain", "kind": kind, "n": 500_000,
-                          "settings": kafka_settings(settings)})  # fmt: skip
+        kind: run_variant(
+            work,
+            f"chain-{kind}",
+            {"probe": "chain", "kind": kind, "n": 500_000, "settings": kafka_settings(settings)},
+        )
         for kind in ("one-map", "two-maps", "side-every", "side-declared")
     }
 
