@@ -50,6 +50,8 @@ from riskstream.infra.process import descendants, free_port, process_matches
 from training.simulator.generate import simulate
 from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
+from udfs.features import card, device, terminal
+from udfs.features.compute import EVENT_NAMES
 
 TRAFFIC = {"profile": "realistic", "days": 60, "cards": 7_000, "seed": 16}
 PARTITIONS = 2
@@ -458,6 +460,12 @@ class Runner:
         return result
 
 
+def feature_names(shape: str) -> tuple[str, ...]:
+    """Names of the packed values of the real tile shapes (a: no device features)."""
+    device_names = device.NAMES if shape == "b" else ()
+    return EVENT_NAMES + card.NAMES + device_names + terminal.NAMES
+
+
 def restore_check(runner: Runner, shape: str, reference: RunResult) -> dict[str, Any]:
     """Fail the real ``shape`` once after a few checkpoints; compare every output with the
     uninterrupted run's output for the same payment."""
@@ -478,6 +486,7 @@ def restore_check(runner: Runner, shape: str, reference: RunResult) -> dict[str,
     )
     assert result.values is not None and reference.values is not None
     compared = mismatched = missing = 0
+    by_feature: collections.Counter[str] = collections.Counter()
     examples: list[str] = []
     for key, vector in result.values.items():
         expected = reference.values.get(key)
@@ -487,6 +496,9 @@ def restore_check(runner: Runner, shape: str, reference: RunResult) -> dict[str,
         compared += 1
         if expected != vector:
             mismatched += 1
+            for i, (x, y) in enumerate(zip(vector, expected, strict=False)):
+                if x != y:
+                    by_feature[feature_names(shape)[i]] += 1
             if len(examples) < 3:
                 examples.append(f"{key}: {vector} != {expected}")
     notes = (
@@ -498,6 +510,7 @@ def restore_check(runner: Runner, shape: str, reference: RunResult) -> dict[str,
         "distinct_payments": len(result.values),
         "compared": compared,
         "mismatched": mismatched,
+        "mismatched_by_feature": dict(by_feature),
         "not_in_reference": missing,
         "examples": examples,
         "cache_rebuilds": notes,
