@@ -44,6 +44,7 @@ MS_PER_DAY = 86_400_000
 PERF_RECORDS = 200_000
 EDGE_RECORDS = 200
 SASL_USER = "probe"
+EXECUTION_PLAN = "== Optimized Execution Plan =="
 FUTURE_AHEAD_MS = 30 * 60_000
 """Less than the broker's default log.message.timestamp.after.max.ms (1 h in Kafka 4.x)."""
 
@@ -90,9 +91,15 @@ def run_variant(work: Path, name: str, spec: dict[str, Any], timeout_s: float = 
             check=False,
         )
     lines = [json.loads(x) for x in meter.read_text().splitlines()] if meter.exists() else []
+    for line in lines:  # keep the part of a plan that shows what runs in the source
+        if "explain" in line:
+            plan = line["explain"]
+            line["explain"] = plan[plan.find(EXECUTION_PLAN) :].strip()
     wall = round(time.monotonic() - started, 1)
     if done.returncode != 0:
-        lines.append({"failed": done.returncode, "log_tail": log.read_text()[-1500:]})
+        text = log.read_text(errors="replace")
+        causes = [x.strip()[:300] for x in text.splitlines() if x.startswith("Caused by")]
+        lines.append({"failed": done.returncode, "causes": causes[-3:], "log_tail": text[-800:]})
     lines.append({"wall_s": wall})
     print(f"  {name}: {json.dumps(lines)[:600]}", flush=True)
     return lines
