@@ -37,9 +37,9 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.table import StreamTableEnvironment
 
 from bench.shapes import ops
+from core.config import Settings, load_settings
 from jobs import features as features_job
-from riskstream.config import Settings, load_settings
-from riskstream.flink_env import create_env
+from jobs.env import create_env
 from udfs.ingest import DEAD_LETTER_TAG
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())

@@ -34,11 +34,11 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from bench.shapes.tiles import DELAY_HOURS, MS_PER_HOUR, RETENTION_HOURS, TileCache
+from features import card, device
+from features.compute import EVENT_NAMES, event_values
+from features.params import FeatureParams, cleanup_timer, is_late
 from schemas.feature_set import MS_PER_DAY
 from schemas.records import Label, Transaction
-from udfs.features import card, device
-from udfs.features.compute import EVENT_NAMES, event_values
-from udfs.features.params import FeatureParams, cleanup_timer, is_late
 from udfs.ingest import now_ms
 
 HEADER = struct.Struct("<BBH")

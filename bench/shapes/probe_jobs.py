@@ -47,8 +47,8 @@ from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
 from bench.shapes.meter import Meter
-from riskstream.config import Settings, load_settings
-from riskstream.flink_env import create_env
+from core.config import Settings, load_settings
+from jobs.env import create_env
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 PICKLED = Types.PICKLED_BYTE_ARRAY()

@@ -32,11 +32,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import private_broker, private_settings, write_results
+from bench.common import bench_settings, private_broker, write_results
 from bench.shapes.study import create_topic
-from riskstream.config import Settings
+from core.config import Settings
+from core.net import free_port
 from riskstream.infra.kafka import LocalKafka
-from riskstream.infra.process import free_port
 
 JOB_SCRIPT = Path(__file__).with_name("probe_jobs.py")
 PROBES = ("kafka", "broadcast", "rows", "pandas", "sinks", "chain")
@@ -255,7 +255,7 @@ def probe_kafka(settings: Settings, work: Path) -> dict[str, Any]:
 
 def probe_sasl(settings: Settings, work: Path) -> dict[str, Any]:
     """A SQL source over a SASL_PLAINTEXT listener; where the secret shows up."""
-    from riskstream.config import with_overrides
+    from core.config import with_overrides
 
     secret = f"s3cret-{uuid.uuid4().hex[:10]}"
     sasl_port = free_port()
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
         "chain": probe_chain,
     }
     with (
-        private_settings("probes") as settings,
+        bench_settings("probes") as settings,
         private_broker(settings),
         tempfile.TemporaryDirectory(prefix="riskstream-probes-") as tmp,
     ):

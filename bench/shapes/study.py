@@ -41,17 +41,18 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from bench.common import private_broker, private_settings, table, write_results
+from bench.common import bench_settings, private_broker, table, write_results
 from bench.shapes.ops import unpack
-from riskstream.config import Settings, TopicSettings, with_overrides
-from riskstream.infra import jars
+from core import jars
+from core.config import Settings, TopicSettings, with_overrides
+from core.net import free_port
+from features import card, device, terminal
+from features.compute import EVENT_NAMES
 from riskstream.infra.cluster import LocalCluster
-from riskstream.infra.process import descendants, free_port, process_matches
+from riskstream.infra.process import descendants, process_matches
+from riskstream.simulate_kafka import produce
 from training.simulator.generate import simulate
-from training.simulator.kafka_sink import produce
 from training.simulator.progress import Progress
-from udfs.features import card, device, terminal
-from udfs.features.compute import EVENT_NAMES
 
 TRAFFIC = {"profile": "realistic", "days": 60, "cards": 7_000, "seed": 16}
 PARTITIONS = 2
@@ -538,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, RunResult] = {}
     details: dict[str, Any] = {"load_average_start": load_start}
     with (
-        private_settings("shapes") as base,
+        bench_settings("shapes") as base,
         private_broker(base),
         tempfile.TemporaryDirectory(prefix="riskstream-shapes-") as tmp,
     ):
