@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars lint format test test-unit demo bench clean
+.PHONY: help install jars lint format config-docs test test-unit demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ lint: install ## ruff (lint + format check), mypy --strict and the import-linter
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+config-docs: install ## regenerate core/resources/riskstream.yaml and docs/configuration.md's reference from the settings model
+	$(BIN)/python -m core.config_doc --write
 
 test: jars lint ## set everything up, lint, then run the whole suite on the real Kafka and Flink
 	$(BIN)/pytest $(PYTEST_ARGS)

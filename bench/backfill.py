@@ -116,8 +116,7 @@ def measure(events: int) -> dict[str, Any]:
         manifest = simulate(work / "sim", events)
         settings = _settings(work / "run")
         result = backfill.run(settings, work / "sim", work / "out")
-        f = settings.features
-        params = FeatureParams(f.allowed_lateness_ms, f.dedup_horizon_ms, f.profile_retention_ms)
+        params = FeatureParams.from_settings(settings.features)
         ref_payments, ref_s = reference(work / "sim", params)
     finally:
         shutil.rmtree(work, ignore_errors=True)

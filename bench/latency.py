@@ -12,7 +12,6 @@ Run from the repo root: ``python -m bench.latency``; writes ``bench/results/late
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import bench_settings, private_broker, table, write_results
-from core.config import Settings
+from core.config import Settings, replace
 from riskstream.demo import ensure_champion
 from riskstream.infra.rest import FlinkRest
 from riskstream.jobrunner import write_settings
@@ -62,7 +61,7 @@ def measure(base: Settings, rate: int) -> dict[str, Any]:
     settings = live_topics(base, f"lat{rate}-{int(time.time())}")
     job, rest, job_id = _start_job(settings, f"lat{rate}")
     try:
-        sim = simulate(dataclasses.replace(base.simulator, **TRAFFIC))  # type: ignore[arg-type]
+        sim = simulate(replace(base.simulator, **TRAFFIC))
         feed = LiveFeed(settings, sim, rate)
         watcher = DecisionWatcher(settings, feed)
         watcher.start()

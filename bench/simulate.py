@@ -11,7 +11,6 @@ Run from the repo root: ``python -m bench.simulate``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -20,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.config import Settings, SimulatorSettings, load_settings
+from core.config import Settings, SimulatorSettings, load_settings, replace
 from core.net import free_port
+from core.progress import Progress
 from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
 from riskstream.simulate_kafka import produce
 from training.simulator.generate import simulate
-from training.simulator.progress import Progress
 from training.simulator.writers import write_files
 
 RESULTS = Path(__file__).parent / "results" / "simulate.json"
@@ -48,13 +47,13 @@ def _cpu_seconds() -> float:
 
 
 def _file_run(profile: str, fmt: str) -> dict[str, Any]:
-    settings = dataclasses.replace(SimulatorSettings(), profile=profile, format=fmt)
+    settings = replace(SimulatorSettings(), profile=profile, format=fmt)
     cpu_started = _cpu_seconds()
     started = time.perf_counter()
     sim = simulate(settings)
     events = len(sim.delivery) + len(sim.labels)
     with tempfile.TemporaryDirectory() as out:
-        write_files(sim, Path(out), fmt, Progress(events, quiet=True), workers=WORKERS)
+        write_files(sim, Path(out), fmt, Progress(events, "simulate", quiet=True), workers=WORKERS)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     return {
@@ -81,9 +80,10 @@ def _kafka_run() -> dict[str, Any]:
         broker = LocalKafka(settings)
         broker.start()
         try:
-            sim = simulate(dataclasses.replace(SimulatorSettings(), days=KAFKA_DAYS))
+            sim = simulate(replace(SimulatorSettings(), days=KAFKA_DAYS))
             events = len(sim.delivery) + len(sim.labels)
-            run = produce(sim, settings.kafka, UNTHROTTLED, Progress(events, quiet=True))
+            quiet = Progress(events, "simulate", quiet=True)
+            run = produce(sim, settings.kafka, UNTHROTTLED, quiet)
         finally:
             broker.stop()
     return {
@@ -108,7 +108,7 @@ def main() -> None:
         "target": {"file_events_per_s": FILE_TARGET, "kafka_events_per_s": KAFKA_TARGET},
         "runs": {"files": files, "kafka": kafka},
         "setup": {
-            "defaults": dataclasses.asdict(SimulatorSettings()),
+            "defaults": SimulatorSettings().model_dump(),
             "file_workers": WORKERS,
             "cpus": os.cpu_count(),
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),

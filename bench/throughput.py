@@ -10,20 +10,19 @@ Run from the repo root: ``python -m bench.throughput``; writes ``bench/results/t
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
 
 from bench.common import bench_settings, private_broker, table, write_results
-from core.config import Settings, with_overrides
+from core.config import Settings, replace, with_overrides
+from core.progress import Progress
 from jobs import scoring
 from riskstream.demo import ensure_champion
 from riskstream.live import live_topics
 from riskstream.simulate_kafka import produce
 from riskstream.support.kafka_io import read_to_end
 from training.simulator.generate import simulate
-from training.simulator.progress import Progress
 
 TRAFFIC = {"profile": "realistic", "days": 6, "cards": 6_000, "merchants": 800, "seed": 9}
 NO_SHEDDING_MS = 3_600_000
@@ -59,10 +58,9 @@ def main() -> None:
                 "analytics": False,
             },
         )
-        sim = simulate(dataclasses.replace(base.simulator, **TRAFFIC))  # type: ignore[arg-type]
-        run = produce(
-            sim, settings.kafka, 1e9, Progress(len(sim.delivery) + len(sim.labels), "records")
-        )
+        sim = simulate(replace(base.simulator, **TRAFFIC))
+        records = len(sim.delivery) + len(sim.labels)
+        run = produce(sim, settings.kafka, 1e9, Progress(records, "produce", "records"))
         started = time.monotonic()
         scoring.main(settings, bounded=True)
         wall = time.monotonic() - started

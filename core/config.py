@@ -1,420 +1,308 @@
-"""Settings: one frozen dataclass tree, loaded from the documented YAML defaults and overrides.
+"""Loading settings: precedence, the environment, secrets, and errors that name the key.
 
-The defaults live in ``core/resources/riskstream.yaml`` (the documented file). A user file,
-``RISKSTREAM__SECTION__KEY`` environment variables and ``--set section.key=value`` CLI overrides are
-applied in that order. Unknown keys are refused so a typo never silently falls back to a default.
+Precedence, later wins: the model's defaults (:mod:`core.settings_model`) < a config file
+(``--config FILE``, else ``$RISKSTREAM_CONFIG``, else ``./riskstream.yaml`` if present) <
+environment variables ``RISKSTREAM__<SECTION>__<KEY>`` (nested with ``__``, read by
+pydantic-settings) < CLI overrides (``--set section.key=value`` and each command's flags). Kafka
+SASL credentials are :class:`~pydantic.SecretStr` values read only from
+``RISKSTREAM_KAFKA_SASL_USERNAME`` / ``RISKSTREAM_KAFKA_SASL_PASSWORD``; a file, ``--set`` or
+``RISKSTREAM__KAFKA__SASL_*`` may not set them. Unknown keys are refused with their path (and the
+nearest valid key); every error is a :class:`~core.errors.ConfigError` naming the key, what was
+expected and what was found.
+
+Everything of the model is re-exported here (``from core.config import Settings, ...``). Checks
+that need more than the settings run on the client before a job is submitted: :func:`check_job`
+here, the registry part in ``riskstream.preflight``.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import os
-import types
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from importlib import resources
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.exceptions import SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 from core.errors import ConfigError
+from core.settings_model import (
+    ENV_CONFIG_FILE,
+    ENV_DELIMITER,
+    ENV_PREFIX,
+    ENV_SASL_PASSWORD,
+    ENV_SASL_USERNAME,
+    LOCAL_CONFIG_FILE,
+    MASK,
+    SECRET_ENV,
+    AnalyticsSettings,
+    BackfillSettings,
+    CheckpointMode,
+    CheckpointSettings,
+    ExecutionMode,
+    FeatureJobSettings,
+    FileFormat,
+    FlinkSettings,
+    Guarantee,
+    Job,
+    KafkaSettings,
+    KnownCompromised,
+    ModelName,
+    PathSettings,
+    Profile,
+    RuleOp,
+    RuleSettings,
+    SaslMechanism,
+    ScoringSettings,
+    Section,
+    SecurityProtocol,
+    Settings,
+    SimulatorSettings,
+    SkeletonSettings,
+    StateBackend,
+    TopicSettings,
+    TrainingSettings,
+)
 
-ENV_PREFIX = "RISKSTREAM__"
-ENV_CONFIG_FILE = "RISKSTREAM_CONFIG"
-ENV_SASL_USERNAME = "RISKSTREAM_KAFKA_SASL_USERNAME"
-ENV_SASL_PASSWORD = "RISKSTREAM_KAFKA_SASL_PASSWORD"
-LOCAL_CONFIG_FILE = "riskstream.yaml"
+__all__ = [
+    "ENV_CONFIG_FILE",
+    "ENV_DELIMITER",
+    "ENV_PREFIX",
+    "ENV_SASL_PASSWORD",
+    "ENV_SASL_USERNAME",
+    "LOCAL_CONFIG_FILE",
+    "MASK",
+    "SECRET_ENV",
+    "AnalyticsSettings",
+    "BackfillSettings",
+    "CheckpointMode",
+    "CheckpointSettings",
+    "ExecutionMode",
+    "FeatureJobSettings",
+    "FileFormat",
+    "FlinkSettings",
+    "Guarantee",
+    "Job",
+    "KafkaSettings",
+    "KnownCompromised",
+    "ModelName",
+    "PathSettings",
+    "Profile",
+    "RuleOp",
+    "RuleSettings",
+    "SaslMechanism",
+    "ScoringSettings",
+    "Section",
+    "SecurityProtocol",
+    "Settings",
+    "SimulatorSettings",
+    "SkeletonSettings",
+    "StateBackend",
+    "TopicSettings",
+    "TrainingSettings",
+    "check_job",
+    "config_file_path",
+    "deep_merge",
+    "defaults_document",
+    "describe_errors",
+    "field_type",
+    "iter_fields",
+    "job_guarantees",
+    "load_settings",
+    "parse_assignments",
+    "read_config_file",
+    "replace",
+    "secrets_only",
+    "to_document",
+    "validate",
+    "with_overrides",
+]
 
+_S = TypeVar("_S", bound=BaseModel)
 
-@dataclass(frozen=True)
-class PathSettings:
-    """Where riskstream keeps downloads and runtime files."""
-
-    cache_dir: str = "~/.cache/riskstream"
-    run_dir: str = ".riskstream"
-    jar_dir: str = ""
-
-    @property
-    def cache(self) -> Path:
-        """The jar cache, expanded and absolute."""
-        return Path(self.cache_dir).expanduser().resolve()
-
-    @property
-    def jars(self) -> Path:
-        """Where pinned jars are kept: ``jar_dir`` if set, else ``<cache_dir>/jars``."""
-        return Path(self.jar_dir).expanduser().resolve() if self.jar_dir else self.cache / "jars"
-
-    @property
-    def run(self) -> Path:
-        """The runtime directory, expanded and absolute."""
-        return Path(self.run_dir).expanduser().resolve()
-
-
-@dataclass(frozen=True)
-class TopicSettings:
-    """One Kafka topic the project uses."""
-
-    name: str
-    partitions: int = 0
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """The local broker and how clients reach Kafka."""
-
-    host: str = "127.0.0.1"
-    port: int = 9092
-    controller_port: int = 9093
-    data_dir: str = ""
-    heap: str = "1G"
-    start_timeout_s: float = 90.0
-    bootstrap_servers: str = ""
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    default_partitions: int = 2
-    topics: dict[str, TopicSettings] = field(default_factory=dict)
-
-    @property
-    def bootstrap(self) -> str:
-        """The bootstrap servers clients use: the configured cluster, else the local broker."""
-        return self.bootstrap_servers or f"{self.host}:{self.port}"
-
-    def topic(self, role: str) -> str:
-        """The topic name for a role such as ``transactions``; raises if the role is unknown."""
-        try:
-            return self.topics[role].name
-        except KeyError:
-            known = ", ".join(sorted(self.topics))
-            raise ConfigError(f"no topic configured for role {role!r}; known: {known}") from None
-
-    def partitions(self, role: str) -> int:
-        """Partition count of a role's topic (the topic's own count, else the default)."""
-        return self.topics[role].partitions or self.default_partitions
-
-    def client_config(self) -> dict[str, str]:
-        """confluent-kafka client settings, with SASL credentials taken from the environment."""
-        conf = {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL"):
-            user, password = os.environ.get(ENV_SASL_USERNAME), os.environ.get(ENV_SASL_PASSWORD)
-            if not user or not password:
-                raise ConfigError(
-                    f"kafka.security_protocol is {self.security_protocol} but "
-                    f"{ENV_SASL_USERNAME} / {ENV_SASL_PASSWORD} are not both set"
-                )
-            conf |= {"sasl.mechanism": self.sasl_mechanism, "sasl.username": user}
-            conf["sasl.password"] = password
-        return conf
-
-
-@dataclass(frozen=True)
-class FlinkSettings:
-    """The local standalone cluster and the execution settings every job inherits."""
-
-    rpc_port: int = 6123
-    rest_port: int = 8081
-    local_rest_port: int = 8082
-    taskmanager_slots: int = 2
-    jobmanager_memory: str = "1600m"
-    taskmanager_memory: str = "2048m"
-    parallelism: int = 1
-    execution_mode: str = "thread"
-    bundle_size: int = 1000
-    bundle_time_ms: int = 5
-    arrow_batch_size: int = 1000
-    start_timeout_s: float = 90.0
+# ---------------------------------------------------------------------------------------------
+# Errors: a pydantic ValidationError -> one ConfigError line per problem, with the key's path.
 
 
-@dataclass(frozen=True)
-class CheckpointSettings:
-    """Checkpointing and recovery; applied identically on the mini-cluster and the cluster."""
-
-    interval_ms: int = 10_000
-    mode: str = "EXACTLY_ONCE"
-    state_backend: str = "rocksdb"
-    incremental: bool = True
-    dir: str = ""
-    restart_attempts: int = 10
-    restart_delay_ms: int = 1000
-    restore_from: str = ""
-    allow_non_restored_state: bool = False
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` -> X; ``X | None`` -> X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is not None and type(None) in get_args(annotation):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        else:
+            return annotation
 
 
-@dataclass(frozen=True)
-class SkeletonSettings:
-    """The walking-skeleton job: a per-key counter from one topic to another."""
-
-    input_topic: str = "skeleton-in"
-    output_topic: str = "skeleton-out"
-    key_field: str = "id"
-    group_id: str = "riskstream-skeleton"
-
-
-@dataclass(frozen=True)
-class FeatureJobSettings:
-    """The streaming feature job (``riskstream run --job features``); durations: event-time ms."""
-
-    group_id: str = "riskstream-features"
-    source: str = "riskstream-features"
-    out_of_orderness_ms: int = 5_000
-    idleness_ms: int = 30_000
-    allowed_lateness_ms: int = 3_600_000
-    max_future_skew_ms: int = 300_000
-    dedup_horizon_ms: int = 86_400_000
-    profile_retention_ms: int = 7_776_000_000
-    buffer_timeout_ms: int = 5
-    start_timestamp_ms: int = 0
-    """Kafka sources start at each partition's first record with a timestamp >= this (epoch ms);
-    0: the earliest offsets. Set by ``riskstream replay``."""
-    stop_timestamp_ms: int = 0
-    """Bounded runs stop before each partition's first record with a timestamp >= this (epoch
-    ms); 0: at the end offsets when the job starts."""
+def _node(root: type[BaseModel], loc: Sequence[str | int]) -> Any:
+    """The annotation found at ``loc`` below ``root`` (``None`` if the path leaves the model)."""
+    node: Any = root
+    for part in loc:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return None
+            node = field.annotation
+        elif get_origin(node) is dict:
+            node = get_args(node)[1]
+        elif get_origin(node) is tuple:
+            node = get_args(node)[0]
+        else:
+            return None
+    return _unwrap(node)
 
 
-@dataclass(frozen=True)
-class SimulatorSettings:
-    """The payment-stream simulator (``riskstream simulate``); its CLI flags override these.
-
-    Rates of fraud scenarios are shares of all transactions (realistic profile); delivery shares are
-    shares of the original transactions; durations are in the unit their name says.
-    """
-
-    profile: str = "realistic"
-    seed: int = 42
-    start_date: str = "2018-04-01"
-    days: int = 183
-    source: str = "simulator"
-    customers: int = 5_000
-    terminals: int = 10_000
-    cards: int = 5_000
-    merchants: int = 2_000
-    card_testing_rate: float = 0.001
-    impossible_travel_rate: float = 0.0005
-    account_takeover_rate: float = 0.001
-    fraud_ring_rate: float = 0.001
-    compromised_merchant_rate: float = 0.002
-    amount_spike_rate: float = 0.0005
-    out_of_order_share: float = 0.02
-    late_share: float = 0.005
-    late_max_s: float = 21_600.0
-    duplicate_share: float = 0.005
-    malformed_share: float = 0.001
-    chargeback_delay_days: float = 7.0
-    legit_label_share: float = 0.05
-    legit_label_delay_days: float = 2.0
-    format: str = "jsonl"
-    rate: float = 5_000.0
+def _expected(annotation: Any) -> str | None:
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(annotation))
+    if annotation in (int, float, bool, str):
+        return str(annotation.__name__)
+    return None
 
 
-@dataclass(frozen=True)
-class RuleSettings:
-    """One readable rule of the rule model: it fires when ``feature op threshold`` holds."""
-
-    feature: str = ""
-    op: str = ">="
-    threshold: float = 0.0
-    weight: float = 0.5
-    """Risk in (0, 1) the rule adds when it fires; fired rules combine as a noisy OR."""
+TYPE_ERRORS = {"int_parsing", "int_type", "int_from_float", "float_parsing", "float_type"}
+TYPE_ERRORS |= {"bool_parsing", "bool_type", "string_type", "literal_error"}
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    """Training (``riskstream train``): time split, decision rates, rules and the registry."""
-
-    registry_dir: str = "registry"
-    train_days: int = 7
-    delay_days: int = 7
-    test_days: int = 7
-    test_start: str = ""
-    """First test day (YYYY-MM-DD); empty: the last ``test_days`` full days of the data."""
-    only_known_labels: bool = True
-    """Train on the fraud labels known when the test period starts (else on all labels)."""
-    known_compromised: str = "label_time"
-    """Per-test-day removal of known-compromised cards: label_time, handbook or fixed."""
-    block_rate: float = 0.002
-    step_up_rate: float = 0.01
-    stack_folds: int = 3
-    seed: int = 7
-    min_block_tail: int = 100
-    """Fewest out-of-fold training scores at or above the block threshold for a stable one."""
-    rules: dict[str, RuleSettings] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BackfillSettings:
-    """The backfill job (``riskstream backfill``): replay of historical files through the feature
-    job's graph into Parquet."""
-
-    rows_per_file: int = 50_000
-    progress_interval_s: float = 5.0
-    max_reported_dead_letters: int = 20
-
-
-@dataclass(frozen=True)
-class AnalyticsSettings:
-    """Windowed analytics (``riskstream run --job analytics``); durations are event-time ms."""
-
-    allowed_lateness_ms: int = 600_000
-    """A window accepts updates until the watermark passes its end by this much."""
-    merchant_window_ms: int = 60_000
-    mcc_window_ms: int = 3_600_000
-    global_window_ms: int = 60_000
-    group_id: str = "riskstream-analytics"
-    source: str = "riskstream-analytics"
-    guarantee: str = "EXACTLY_ONCE"
-    """Delivery of the standalone job's analytics and late-events topics."""
-    transactional_id_prefix: str = "riskstream-analytics"
-    transaction_timeout_ms: int = 600_000
+def _one_error(error: Mapping[str, Any], root: type[BaseModel], prefix: str) -> str:
+    loc = [p for p in error["loc"] if p != "function-after"]
+    path = prefix + ".".join(str(p) for p in loc)
+    found = error.get("input")
+    if error["type"] == "extra_forbidden":
+        parent = _node(root, loc[:-1])
+        is_model = isinstance(parent, type) and issubclass(parent, BaseModel)
+        known = list(parent.model_fields) if is_model else []
+        if issubclass(root, Settings) and loc and loc[0] == "kafka" and loc[-1] in SECRET_ENV:
+            return f"{path}: secret; expected only in ${SECRET_ENV[str(loc[-1])]}"
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; valid keys: {', '.join(known)}"
+        return f"{path}: unknown key{hint}"
+    if error["type"] == "missing":
+        return f"{path}: expected a value (required), found none"
+    annotation = _node(root, loc)
+    expected = _expected(annotation) if error["type"] in TYPE_ERRORS else None
+    if expected is None:
+        message = _SHOULD.sub("", str(error["msg"]).removeprefix("Value error, "))
+        expected = message[0].lower() + message[1:] if message else "a valid value"
+    if isinstance(found, SecretStr) or (loc and loc[-1] in SECRET_ENV):
+        found = MASK
+    if error["type"] == "value_error":
+        named = _NAMED.match(expected)
+        if named:
+            path = f"{path.rstrip('.')}.{named[1]}" if path.rstrip(".") else f"{path}{named[1]}"
+            expected = named[2]
+        if ", found " in expected:
+            return f"{path or 'settings'}: expected {expected}"
+    return f"{path or 'settings'}: expected {expected}, found {found!r}"
 
 
-@dataclass(frozen=True)
-class ScoringSettings:
-    """The scoring job (``riskstream run --job scoring``): models, degraded modes, outputs."""
-
-    registry_dir: str = ""
-    profile: str = "realistic"
-    """Generator profile of the traffic this deployment scores; promotion refuses other models."""
-    latency_budget_ms: int = 100
-    recover_ratio: float = 0.5
-    fast_models: str = "logistic_regression"
-    breaker_failures: int = 3
-    breaker_cooldown_ms: int = 30_000
-    fallback_step_up: float = 0.4
-    fallback_block: float = 0.7
-    group_id: str = "riskstream-scoring"
-    source_name: str = "riskstream-scoring"
-    decisions_guarantee: str = "AT_LEAST_ONCE"
-    prediction_log_guarantee: str = "EXACTLY_ONCE"
-    analytics_guarantee: str = "EXACTLY_ONCE"
-    transactional_id_prefix: str = "riskstream-scoring"
-    transaction_timeout_ms: int = 600_000
-    write_features: bool = False
-    linger_ms: int = 0
-    bundle_time_ms: int = 10
-    analytics: bool = True
+_SHOULD = re.compile(r"^\w+ should (be|have) ")
+_NAMED = re.compile(r"^(\w+): expected (.*)$", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything riskstream reads from configuration."""
+def describe_errors(
+    exc: ValidationError,
+    root: type[BaseModel] | None = None,
+    prefix: str = "",
+    layers: Sequence[Layer] = (),
+) -> str:
+    """One line per validation problem: ``path: expected ..., found ...`` (secrets masked),
+    followed by where the value came from when ``layers`` say so."""
+    model: type[BaseModel] = root or Settings
+    if root is not None and root is not Settings and not prefix:
+        prefix = _section_prefix(root) or f"{root.__name__}: "
+    lines = []
+    for error in exc.errors(include_url=False):
+        line = _one_error(error, model, prefix)
+        origin = _origin(layers, [p for p in error["loc"] if p != "function-after"])
+        lines.append(f"{line} (from {origin})" if origin else line)
+    return "; ".join(dict.fromkeys(lines))
 
-    paths: PathSettings = field(default_factory=PathSettings)
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    flink: FlinkSettings = field(default_factory=FlinkSettings)
-    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
-    skeleton: SkeletonSettings = field(default_factory=SkeletonSettings)
-    features: FeatureJobSettings = field(default_factory=FeatureJobSettings)
-    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
-    training: TrainingSettings = field(default_factory=TrainingSettings)
-    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
-    backfill: BackfillSettings = field(default_factory=BackfillSettings)
-    scoring: ScoringSettings = field(default_factory=ScoringSettings)
 
-    @property
-    def kafka_data_dir(self) -> Path:
-        """Broker data directory (``kafka.data_dir`` or ``<run_dir>/kafka/data``)."""
-        return (
-            Path(self.kafka.data_dir).expanduser().resolve()
-            if self.kafka.data_dir
-            else (self.paths.run / "kafka" / "data")
+def _section_prefix(section: type[BaseModel]) -> str:
+    for name, field in Settings.model_fields.items():
+        if field.annotation is section:
+            return f"{name}."
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: file, environment (pydantic-settings), secrets from their own variables, overrides.
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' env source over a given mapping (``os.environ`` by default)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
         )
 
-    @property
-    def registry(self) -> Path:
-        """The model registry the scoring job serves from (``scoring.registry_dir``, else
-        ``training.registry_dir``)."""
-        return Path(self.scoring.registry_dir or self.training.registry_dir).expanduser().resolve()
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        """Checkpoint directory (``checkpoint.dir`` or ``<run_dir>/checkpoints``)."""
-        if self.checkpoint.dir:
-            return Path(self.checkpoint.dir).expanduser().resolve()
-        return self.paths.run / "checkpoints"
-
-
-def _defaults_document() -> dict[str, Any]:
-    text = resources.files("core.resources").joinpath("riskstream.yaml").read_text("utf-8")
-    loaded = yaml.safe_load(text)
-    return dict(loaded)
+def _env_document(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = set(Settings.model_fields)
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        first = name[len(ENV_PREFIX) :].split(ENV_DELIMITER)[0].lower()
+        if first not in sections:
+            close = difflib.get_close_matches(first, sorted(sections), n=1)
+            hint = f"did you mean {ENV_PREFIX}{close[0].upper()}?" if close else "no such section"
+            raise ConfigError(f"{name}: unknown section {first!r}; {hint}")
+    try:
+        document: dict[str, Any] = _EnvSource(environ)()
+    except SettingsError as exc:
+        raise ConfigError(f"environment {ENV_PREFIX}*: {exc}") from exc
+    return document
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _secrets_document(environ: Mapping[str, str]) -> dict[str, Any]:
+    found = {key: environ[var] for key, var in SECRET_ENV.items() if environ.get(var)}
+    return {"kafka": found} if found else {}
+
+
+def _refuse_secrets(document: Mapping[str, Any], origin: str) -> None:
+    kafka = document.get("kafka")
+    if isinstance(kafka, Mapping):
+        for key, var in SECRET_ENV.items():
+            if key in kafka:
+                raise ConfigError(
+                    f"kafka.{key} ({origin}): secret; expected only in the environment "
+                    f"variable {var}, never in a file, a flag or {ENV_PREFIX}KAFKA__*"
+                )
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in, mapping by mapping (override wins)."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value, f"{where}{key}.")
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a YAML/env value to the annotated type, or raise naming the key."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, found {value!r}")
-        return _build(hint, value, where + ".")
-    if origin is dict:
-        _, value_type = typing.get_args(hint)
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, found {value!r}")
-        return {str(k): _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], where)
-    try:
-        if hint is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"true", "1", "yes", "on"}:
-                return True
-            if text in {"false", "0", "no", "off"}:
-                return False
-            raise ValueError(value)
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        if hint in (int, float, str):
-            return hint(value if value is not None else "")
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {hint.__name__}, found {value!r}") from None
-    raise ConfigError(f"{where}: unsupported setting type {hint!r}")
-
-
-def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown setting(s) {', '.join(prefix + u for u in unknown)}; "
-            f"valid keys under {prefix or 'the top level'}: {', '.join(sorted(names))}"
-        )
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
-        _set_path(overrides, path, value, origin=name)
-    return overrides
-
-
 def _set_path(target: dict[str, Any], path: list[str], value: Any, origin: str) -> None:
-    if not path:
-        raise ConfigError(f"{origin}: empty setting name")
+    if not path or not all(path):
+        raise ConfigError(f"{origin}: expected section.key, found an empty name")
     node = target
     for part in path[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{origin}: {part} is not a section")
+            raise ConfigError(f"{origin}: expected {part} to be a section, found a value")
     node[path[-1]] = value
 
 
@@ -425,8 +313,44 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
-        _set_path(overrides, key.strip().split("."), yaml.safe_load(raw), origin=f"--set {item}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: expected a YAML value, found {raw!r}") from exc
+        _set_path(overrides, key.strip().split("."), value, origin=f"--set {item}")
     return overrides
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A user config file as a mapping; raises naming the file."""
+    try:
+        user = yaml.safe_load(Path(path).read_text("utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: expected valid YAML, found: {exc}") from exc
+    if not isinstance(user, Mapping):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return dict(user)
+
+
+def defaults_document() -> dict[str, Any]:
+    """The model's defaults as plain data (the base every source is merged into)."""
+    return Settings.model_validate({}).model_dump(exclude=_SECRET_FIELDS)
+
+
+_SECRET_FIELDS: Any = {"kafka": set(SECRET_ENV)}
+
+
+def config_file_path(
+    config_file: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> str | os.PathLike[str] | None:
+    """Which config file applies: the argument, else ``$RISKSTREAM_CONFIG``, else
+    ``./riskstream.yaml`` if it exists, else none."""
+    path = config_file or environ.get(ENV_CONFIG_FILE)
+    if path is None and Path(LOCAL_CONFIG_FILE).is_file():
+        path = LOCAL_CONFIG_FILE
+    return path
 
 
 def load_settings(
@@ -436,30 +360,139 @@ def load_settings(
 ) -> Settings:
     """Load settings: defaults, then a config file, then env variables, then ``overrides``."""
     environ = os.environ if environ is None else environ
-    document = _defaults_document()
-    path = config_file or environ.get(ENV_CONFIG_FILE)
-    if path is None and Path(LOCAL_CONFIG_FILE).is_file():
-        path = LOCAL_CONFIG_FILE
+    document = defaults_document()
+    path = config_file_path(config_file, environ)
+    layers: list[Layer] = []
     if path is not None:
-        try:
-            user = yaml.safe_load(Path(path).read_text("utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(user, Mapping):
-            raise ConfigError(f"config file {path}: expected a mapping at the top level")
-        document = _deep_merge(document, user, "")
-    document = _deep_merge(document, _env_overrides(environ), "")
-    document = _deep_merge(document, overrides or {}, "")
-    settings: Settings = _build(Settings, document, "")
-    return settings
+        layers.append((f"config file {path}", read_config_file(path)))
+    layers.append((ENV_ORIGIN, _env_document(environ)))
+    layers.append(("--set", overrides or {}))
+    for origin, layer in layers:
+        _refuse_secrets(layer, origin)
+        document = deep_merge(document, layer)
+    document = deep_merge(document, _secrets_document(environ))
+    return validate(document, layers)
+
+
+Layer = tuple[str, Mapping[str, Any]]
+"""A source of settings (its name, its nested values), in precedence order."""
+ENV_ORIGIN = "environment"
+
+
+def _origin(layers: Sequence[Layer], loc: Sequence[str | int]) -> str | None:
+    """Which layer gave the value at ``loc`` (the last one that has it), for error messages."""
+    for name, layer in reversed(layers):
+        node: Any = layer
+        for part in loc:
+            if not isinstance(node, Mapping) or str(part) not in node:
+                break
+            node = node[str(part)]
+        else:
+            if name == ENV_ORIGIN:
+                return "environment " + ENV_PREFIX + ENV_DELIMITER.join(map(str, loc)).upper()
+            return name
+    return None
+
+
+def validate(document: Mapping[str, Any], layers: Sequence[Layer] = ()) -> Settings:
+    """Settings from a complete or partial document; :class:`ConfigError` lists every problem
+    (each with the layer that gave the bad value, when ``layers`` are known)."""
+    try:
+        return Settings.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, layers=layers)) from exc
+
+
+def replace(section: _S, **changes: Any) -> _S:
+    """A validated copy of a settings section (or of the whole :class:`Settings`) with some
+    fields changed: ``replace(settings.simulator, days=3)``."""
+    try:
+        return type(section).model_validate({**dict(section), **changes})
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, type(section))) from exc
 
 
 def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
-    """A copy of ``settings`` with some keys of some sections replaced (for flags and tests)."""
-    changed: dict[str, Any] = {}
-    for section, values in sections.items():
-        current = getattr(settings, section)
-        changed[section] = dataclasses.replace(current, **values)
-    return dataclasses.replace(settings, **changed)
+    """A validated copy of ``settings`` with some keys of some sections replaced (for flags and
+    tests): ``with_overrides(s, kafka={"port": 19092})``."""
+    unknown = sorted(set(sections) - set(Settings.model_fields))
+    if unknown:
+        valid = ", ".join(Settings.model_fields)
+        raise ConfigError(f"{unknown[0]}: unknown section; valid: {valid}")
+    changed = {name: replace(getattr(settings, name), **vals) for name, vals in sections.items()}
+    return Settings.model_validate({**dict(settings), **changed})
+
+
+def to_document(
+    settings: BaseModel, secrets: Literal["exclude", "mask"] = "exclude"
+) -> dict[str, Any]:
+    """Settings as plain YAML/JSON data; secrets left out (``exclude``) or shown as ``MASK``."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    if isinstance(settings, Settings):
+        kafka = data["kafka"]
+        for key in SECRET_ENV:
+            value = kafka.pop(key)
+            if secrets == "mask" and value is not None:
+                kafka[key] = MASK
+    return data
+
+
+def iter_fields(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf setting as (dotted path, FieldInfo), sections expanded; dict-valued fields
+    (topics, rules) are leaves."""
+    for name, field in model.model_fields.items():
+        annotation = _unwrap(field.annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from iter_fields(annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks that depend on which job runs: done on the client before submission (and by the jobs).
+
+EXACTLY_ONCE: Guarantee = "EXACTLY_ONCE"
+
+
+def job_guarantees(settings: Settings, job: str) -> dict[str, Guarantee]:
+    """The delivery guarantee of each Kafka sink ``job`` writes, by setting name."""
+    s, a = settings.scoring, settings.analytics
+    if job == "scoring":
+        found: dict[str, Guarantee] = {
+            "scoring.decisions_guarantee": s.decisions_guarantee,
+            "scoring.prediction_log_guarantee": s.prediction_log_guarantee,
+        }
+        if s.analytics:
+            found["scoring.analytics_guarantee"] = s.analytics_guarantee
+        return found
+    if job == "analytics":
+        return {"analytics.guarantee": a.guarantee}
+    return {}
+
+
+def check_job(settings: Settings, job: str) -> None:
+    """Cross-field checks of the settings ``job`` uses; raises :class:`ConfigError`.
+
+    An EXACTLY_ONCE sink commits Kafka transactions on checkpoints, so it needs
+    ``checkpoint.interval_ms > 0``.
+    """
+    exactly_once = [k for k, g in job_guarantees(settings, job).items() if g == EXACTLY_ONCE]
+    if exactly_once and settings.checkpoint.interval_ms <= 0:
+        raise ConfigError(
+            f"{job}: {', '.join(exactly_once)} EXACTLY_ONCE needs checkpointing: expected "
+            "checkpoint.interval_ms > 0 (its output becomes visible when a checkpoint completes), "
+            f"found {settings.checkpoint.interval_ms}; or set "
+            + ", ".join(f"{k}=AT_LEAST_ONCE" for k in exactly_once)
+        )
+
+
+def field_type(model: type[BaseModel], name: str) -> Any:
+    """The type of a field without ``Annotated`` / ``Optional`` wrappers (for CLI flags)."""
+    return _unwrap(model.model_fields[name].annotation)
+
+
+def secrets_only(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The secret variables of ``environ`` (default ``os.environ``) and nothing else: what a job
+    reads besides its resolved settings file, which never holds secrets."""
+    environ = os.environ if environ is None else environ
+    return {var: environ[var] for var in SECRET_ENV.values() if var in environ}

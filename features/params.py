@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.config import FeatureJobSettings
 from core.errors import FeatureSpecError
-from schemas.feature_set import MS_PER_DAY, MS_PER_HOUR
 
-DEFAULT_ALLOWED_LATENESS_MS = MS_PER_HOUR
-DEFAULT_DEDUP_HORIZON_MS = MS_PER_DAY
-DEFAULT_PROFILE_RETENTION_MS = 90 * MS_PER_DAY
+_DEFAULTS = FeatureJobSettings()
+"""The defaults live in the settings model (``features`` section), nowhere else."""
+DEFAULT_ALLOWED_LATENESS_MS = _DEFAULTS.allowed_lateness_ms
+DEFAULT_DEDUP_HORIZON_MS = _DEFAULTS.dedup_horizon_ms
+DEFAULT_PROFILE_RETENTION_MS = _DEFAULTS.profile_retention_ms
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,15 @@ class FeatureParams:
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS
     dedup_horizon_ms: int = DEFAULT_DEDUP_HORIZON_MS
     profile_retention_ms: int = DEFAULT_PROFILE_RETENTION_MS
+
+    @classmethod
+    def from_settings(cls, features: FeatureJobSettings) -> FeatureParams:
+        """The parameters of the ``features`` settings section."""
+        return cls(
+            allowed_lateness_ms=features.allowed_lateness_ms,
+            dedup_horizon_ms=features.dedup_horizon_ms,
+            profile_retention_ms=features.profile_retention_ms,
+        )
 
     def __post_init__(self) -> None:
         values = (self.allowed_lateness_ms, self.dedup_horizon_ms, self.profile_retention_ms)

@@ -28,8 +28,8 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaSink, KafkaSource
 
-from core.config import Settings, with_overrides
-from core.errors import ConfigError, JobError
+from core.config import Settings, check_job, with_overrides
+from core.errors import JobError
 from jobs import features
 from jobs.entry import run_job_script
 from jobs.env import create_env
@@ -59,13 +59,7 @@ class AnalyticsSinks:
 
 def window_params(settings: Settings) -> WindowParams:
     """The pure logic's parameters from the ``analytics`` settings."""
-    a = settings.analytics
-    return WindowParams(
-        merchant_window_ms=a.merchant_window_ms,
-        mcc_window_ms=a.mcc_window_ms,
-        global_window_ms=a.global_window_ms,
-        allowed_lateness_ms=a.allowed_lateness_ms,
-    )
+    return WindowParams.from_settings(settings.analytics)
 
 
 def attach(scored: DataStream, sinks: AnalyticsSinks, settings: Settings) -> DataStream:
@@ -139,13 +133,8 @@ def kafka_sinks(settings: Settings) -> AnalyticsSinks:
     checkpoints), and an at-least-once dead-letter sink."""
     a = settings.analytics
     conf: dict[str, str] = {}
+    check_job(settings, "analytics")  # EXACTLY_ONCE needs checkpointing
     if a.guarantee == DeliveryGuarantee.EXACTLY_ONCE.name:
-        if settings.checkpoint.interval_ms <= 0:
-            raise ConfigError(
-                "analytics.guarantee EXACTLY_ONCE needs checkpointing (checkpoint.interval_ms > 0):"
-                " its output becomes visible when a checkpoint completes; or set "
-                "analytics.guarantee=AT_LEAST_ONCE"
-            )
         conf = {"transaction.timeout.ms": str(a.transaction_timeout_ms)}
 
     def sink(role: str) -> KafkaSink:

@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 # Set by Flink's CLI when it runs a Python program (`flink run -py`): the job goes to a cluster.
 SUBMITTED_ENV_VAR = "PYFLINK_GATEWAY_PORT"
 LOOPBACK = "127.0.0.1"
-EXECUTION_MODES = ("thread", "process")
-CHECKPOINT_MODES = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
-STATE_BACKENDS = ("rocksdb", "hashmap")
 
 
 def project_root() -> Path:
@@ -57,12 +54,6 @@ def python_path() -> str:
     return os.pathsep.join(dict.fromkeys([*python_path_entries(), *existing]))
 
 
-def _checked(value: str, allowed: tuple[str, ...], key: str) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, found {value!r}")
-    return value
-
-
 def restore_path(path: str) -> str:
     """A savepoint/checkpoint location as Flink wants it: a URI; local paths must exist.
 
@@ -85,18 +76,15 @@ def job_configuration(settings: Settings) -> dict[str, str]:
     """Flink options every job runs with (execution mode, Python, state, checkpoints, restarts)."""
     flink, ckpt = settings.flink, settings.checkpoint
     conf = {
-        "python.execution-mode": _checked(
-            flink.execution_mode, EXECUTION_MODES, "flink.execution_mode"
-        ),
+        # Modes, backends and guarantees are Literal types of the settings model: checked at load.
+        "python.execution-mode": flink.execution_mode,
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "python.fn-execution.bundle.size": str(flink.bundle_size),
         "python.fn-execution.bundle.time": str(flink.bundle_time_ms),
         "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
         "parallelism.default": str(flink.parallelism),
-        "state.backend.type": _checked(
-            ckpt.state_backend, STATE_BACKENDS, "checkpoint.state_backend"
-        ),
+        "state.backend.type": ckpt.state_backend,
         "execution.checkpointing.dir": settings.checkpoint_dir.as_uri(),
         "execution.checkpointing.incremental": str(ckpt.incremental).lower(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
@@ -111,9 +99,7 @@ def job_configuration(settings: Settings) -> dict[str, str]:
         ).lower()
     if ckpt.interval_ms > 0:
         conf["execution.checkpointing.interval"] = f"{ckpt.interval_ms} ms"
-        conf["execution.checkpointing.mode"] = _checked(
-            ckpt.mode, CHECKPOINT_MODES, "checkpoint.mode"
-        )
+        conf["execution.checkpointing.mode"] = ckpt.mode
     return conf
 
 

@@ -63,12 +63,7 @@ class FeatureSinks:
 
 def feature_params(settings: Settings) -> FeatureParams:
     """The pure logic's parameters from the ``features`` settings section."""
-    f = settings.features
-    return FeatureParams(
-        allowed_lateness_ms=f.allowed_lateness_ms,
-        dedup_horizon_ms=f.dedup_horizon_ms,
-        profile_retention_ms=f.profile_retention_ms,
-    )
+    return FeatureParams.from_settings(settings.features)
 
 
 def kafka_source(

@@ -28,8 +28,7 @@ from pyflink.datastream.connectors import Sink
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.expressions import col
 
-from core.config import Settings
-from core.errors import ConfigError
+from core.config import Guarantee, Settings, check_job
 from jobs import features as feature_job
 from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
@@ -60,16 +59,7 @@ class ScoringSinks:
 
 def policy(settings: Settings) -> ScoringPolicy:
     """Degraded-mode policy from the ``scoring`` settings."""
-    s = settings.scoring
-    return ScoringPolicy(
-        latency_budget_ms=s.latency_budget_ms,
-        recover_ratio=s.recover_ratio,
-        fast_models=tuple(m.strip() for m in s.fast_models.split(",") if m.strip()),
-        breaker_failures=s.breaker_failures,
-        breaker_cooldown_ms=s.breaker_cooldown_ms,
-        fallback_step_up=s.fallback_step_up,
-        fallback_block=s.fallback_block,
-    )
+    return ScoringPolicy.from_settings(settings.scoring)
 
 
 def build(
@@ -127,18 +117,12 @@ def build(
 def kafka_sinks(settings: Settings) -> ScoringSinks:
     """The Kafka sinks, with the configured delivery guarantees."""
     s = settings.scoring
+    check_job(settings, "scoring")  # an EXACTLY_ONCE sink needs checkpointing
     exactly_once = "EXACTLY_ONCE"
-    guarantees = [s.decisions_guarantee, s.prediction_log_guarantee]
-    guarantees += [s.analytics_guarantee] if s.analytics else []
-    if exactly_once in guarantees and settings.checkpoint.interval_ms <= 0:
-        raise ConfigError(
-            "scoring: an EXACTLY_ONCE sink needs checkpointing (checkpoint.interval_ms > 0); "
-            "its output becomes visible when a checkpoint completes"
-        )
     fast = {"linger.ms": str(s.linger_ms)}
     transactional = {"transaction.timeout.ms": str(s.transaction_timeout_ms)}
 
-    def sink(role: str, guarantee: str) -> Sink:
+    def sink(role: str, guarantee: Guarantee) -> Sink:
         conf = fast | (transactional if guarantee == exactly_once else {})
         return feature_job.kafka_sink(
             settings, role, guarantee, s.transactional_id_prefix, producer_config=conf

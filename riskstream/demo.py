@@ -16,14 +16,14 @@ features are as full as in steady state. docs/training.md has the measured train
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import Settings
+from core import progress
+from core.config import Settings, replace
 from core.errors import JobError, ModelContractError
 from riskstream.infra.kafka import LocalKafka
 from riskstream.infra.rest import FlinkRest
@@ -90,10 +90,11 @@ def ensure_champion(settings: Settings) -> str:
         flush=True,
     )
     started = time.monotonic()
-    sim = dataclasses.replace(settings.simulator, **DEMO_TRAINING)  # type: ignore[arg-type]
-    split = dataclasses.replace(settings.training, **DEMO_SPLIT)  # type: ignore[arg-type]
-    data = simulated_training_data(sim, quiet=True)
-    run = train.run(data.frame, data.start_ms, data.end_ms, split, PAYMENT_FEATURES, quiet=True)
+    sim = replace(settings.simulator, **DEMO_TRAINING)
+    split = replace(settings.training, **DEMO_SPLIT)
+    quiet = not progress.shown()  # in a terminal the warm-up shows its steps and bars
+    data = simulated_training_data(sim, quiet=quiet)
+    run = train.run(data.frame, data.start_ms, data.end_ms, split, PAYMENT_FEATURES, quiet=quiet)
     folder = registry.write_version(path, run, data.source, data.generator)
     registry.promote(path, folder.name, policy)
     support = run.threshold_support
@@ -119,14 +120,16 @@ def _summary(watcher: DecisionWatcher, feed: LiveFeed, elapsed: float) -> str:
 
 def _wait_running(rest: FlinkRest, job: subprocess.Popen[bytes]) -> str:
     deadline = time.monotonic() + JOB_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if job.poll() is not None:
-            raise JobError(f"the scoring job exited with status {job.returncode} during start")
-        if rest.reachable():
-            running = [j for j in rest.jobs() if j.state == "RUNNING"]
-            if running and rest.tasks_running(running[0].job_id):
-                return running[0].job_id
-        time.sleep(1)
+    with progress.Progress(None, "demo: starting the scoring job", "checks") as waiting:
+        while time.monotonic() < deadline:
+            if job.poll() is not None:
+                raise JobError(f"the scoring job exited with status {job.returncode} during start")
+            if rest.reachable():
+                running = [j for j in rest.jobs() if j.state == "RUNNING"]
+                if running and rest.tasks_running(running[0].job_id):
+                    return running[0].job_id
+            waiting.advance()
+            time.sleep(1)
     raise JobError(f"the scoring job was not running after {JOB_START_TIMEOUT_S:.0f} s")
 
 
@@ -162,7 +165,7 @@ def run(settings: Settings, options: DemoOptions) -> int:
             )
         rest = FlinkRest(f"http://127.0.0.1:{settings.flink.local_rest_port}")
         job_id = _wait_running(rest, job)
-        sim = simulate(dataclasses.replace(settings.simulator, **DEMO_TRAFFIC))  # type: ignore[arg-type]
+        sim = simulate(replace(settings.simulator, **DEMO_TRAFFIC))
         feed = LiveFeed(live, sim, options.rate)
         watcher = DecisionWatcher(live, feed)
         feed.start()

@@ -7,7 +7,6 @@ with ``flink run -pym jobs.<name>`` sees exactly the settings the user gave the 
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import subprocess
@@ -16,9 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from core.config import Settings
+from core.config import Settings, to_document
 from core.errors import JobError
 from jobs.env import LOOPBACK, restore_path
+from riskstream import preflight
 from riskstream.infra import jars, process
 from riskstream.infra.cluster import LocalCluster
 
@@ -40,14 +40,18 @@ def job_module(name: str) -> str:
 
 
 def write_settings(settings: Settings, path: Path) -> Path:
-    """Dump resolved settings as YAML that :func:`load_settings` reads back unchanged."""
+    """Dump resolved settings as YAML that :func:`load_settings` reads back unchanged.
+
+    Secrets are left out: the job reads them from its own environment (``jobs.entry``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False))
+    path.write_text(yaml.safe_dump(to_document(settings), sort_keys=False))
     return path
 
 
 def run_local(settings: Settings, name: str, bounded: bool = False) -> None:
     """Run a job in this process on the Flink mini-cluster; blocks until it ends."""
+    module = job_module(name)
+    preflight.check(settings, name)
     if settings.flink.local_rest_port:
         process.require_free_port(
             LOOPBACK,
@@ -56,18 +60,18 @@ def run_local(settings: Settings, name: str, bounded: bool = False) -> None:
             "flink.local_rest_port",
         )
     jars.fetch_connector_jar(settings)  # the job's environment adds it (jobs.env.create_env)
-    module = importlib.import_module(job_module(name))
-    module.main(settings, bounded=bounded)
+    importlib.import_module(module).main(settings, bounded=bounded)
 
 
 def submit_to_cluster(
     settings: Settings, name: str, bounded: bool = False, detached: bool = False
 ) -> str:
     """Submit a job to the local standalone cluster with ``flink run -py``; returns the client's
-    output. Attached runs block until the job ends."""
+    output. Attached runs block until the job ends. Every client-side check runs first."""
+    module_name = job_module(name)
+    preflight.check(settings, name)
     cluster = LocalCluster(settings)
     cluster.require_running()
-    module_name = job_module(name)
     if importlib.util.find_spec(module_name) is None:
         raise JobError(f"cannot find the job module {module_name}")
     settings_file = write_settings(settings, settings.paths.run / "submit" / f"{name}.yaml")

@@ -54,7 +54,7 @@ def live_topics(
     new = []
     for role in LIVE_ROLES:
         name = f"{prefix}-{role.replace('_', '-')}"
-        topics[role] = TopicSettings(name, partitions)
+        topics[role] = TopicSettings(name=name, partitions=partitions)
         stamped = role in append_time
         new.append(NewTopic(name, partitions, 1, config=LOG_APPEND_TIME if stamped else {}))
     for name, future in admin.create_topics(new).items():

@@ -151,7 +151,9 @@ def replay_settings(live: Settings, name: str, from_ms: int, to_ms: int | None =
     for role in OUTPUT_ROLES:
         if role in topics:
             spec = topics[role]
-            topics[role] = TopicSettings(replay_topic(spec.name, name), spec.partitions)
+            topics[role] = TopicSettings(
+                name=replay_topic(spec.name, name), partitions=spec.partitions
+            )
     suffix = f"{ID_SUFFIX}{name}"
     replay = with_overrides(
         live,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.config import ScoringSettings
 from core.errors import ConfigError
 from scoring import stacking
 from scoring.explain import LinearExplainer
@@ -36,17 +37,34 @@ F64 = npt.NDArray[np.float64]
 TOP_FEATURES = 2
 
 
+_DEFAULTS = ScoringSettings()
+"""The defaults live in the settings model (``scoring`` section), nowhere else."""
+
+
 @dataclass(frozen=True)
 class ScoringPolicy:
     """Knobs of the degraded modes (from ``scoring`` settings)."""
 
-    latency_budget_ms: int = 100
-    recover_ratio: float = 0.5
-    fast_models: tuple[str, ...] = (stacking.LOGISTIC,)
-    breaker_failures: int = 3
-    breaker_cooldown_ms: int = 30_000
-    fallback_step_up: float = 0.4
-    fallback_block: float = 0.7
+    latency_budget_ms: int = _DEFAULTS.latency_budget_ms
+    recover_ratio: float = _DEFAULTS.recover_ratio
+    fast_models: tuple[str, ...] = _DEFAULTS.fast_models
+    breaker_failures: int = _DEFAULTS.breaker_failures
+    breaker_cooldown_ms: int = _DEFAULTS.breaker_cooldown_ms
+    fallback_step_up: float = _DEFAULTS.fallback_step_up
+    fallback_block: float = _DEFAULTS.fallback_block
+
+    @classmethod
+    def from_settings(cls, scoring: ScoringSettings) -> ScoringPolicy:
+        """The policy of the ``scoring`` settings section."""
+        return cls(
+            latency_budget_ms=scoring.latency_budget_ms,
+            recover_ratio=scoring.recover_ratio,
+            fast_models=scoring.fast_models,
+            breaker_failures=scoring.breaker_failures,
+            breaker_cooldown_ms=scoring.breaker_cooldown_ms,
+            fallback_step_up=scoring.fallback_step_up,
+            fallback_block=scoring.fallback_block,
+        )
 
 
 @dataclass

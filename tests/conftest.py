@@ -12,14 +12,13 @@ registry (one candidate ``v0001``) under ``dir``; ``fresh_champion(dir)`` also p
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from core.config import Settings, load_settings
+from core.config import Settings, load_settings, replace
 from core.net import free_port
 from riskstream.infra import jars
 from riskstream.infra.cluster import LocalCluster
@@ -79,10 +78,10 @@ def flink_cluster(kafka_settings: Settings) -> Iterator[LocalCluster]:
 def tiny_settings() -> Settings:
     """Default settings with the tiny simulation and a short split."""
     settings = load_settings(environ={})
-    return dataclasses.replace(
+    return replace(
         settings,
-        simulator=dataclasses.replace(settings.simulator, **TINY),  # type: ignore[arg-type]
-        training=dataclasses.replace(settings.training, **TINY_SPLIT),  # type: ignore[arg-type]
+        simulator=replace(settings.simulator, **TINY),
+        training=replace(settings.training, **TINY_SPLIT),
     )
 
 

@@ -59,7 +59,7 @@ def generator_entry(settings: SimulatorSettings) -> dict[str, Any]:
     return {
         "profile": settings.profile,
         "seed": settings.seed,
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.model_dump(mode="json"),
     }
 
 

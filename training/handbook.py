@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from core.config import Settings, TrainingSettings
+from core.config import Settings, TrainingSettings, replace
 from core.errors import FeatureSpecError
 from schemas.feature_set import PAYMENT_FEATURES
 from training import evaluate, models, split, train
@@ -182,7 +182,7 @@ def protocol_settings(
     settings: Settings, customers: int, terminals: int, days: int, seed: int
 ) -> Settings:
     """Settings for the Handbook protocol on a Handbook-profile simulation of the given size."""
-    simulator = dataclasses.replace(
+    simulator = replace(
         settings.simulator,
         profile="handbook",
         customers=customers,
@@ -191,7 +191,7 @@ def protocol_settings(
         seed=seed,
         start_date=START_DATE,
     )
-    training = dataclasses.replace(
+    training = replace(
         settings.training,
         test_start=TEST_START,
         train_days=TRAIN_DAYS,
@@ -200,7 +200,7 @@ def protocol_settings(
         only_known_labels=False,
         known_compromised=split.HANDBOOK_RULE,
     )
-    return dataclasses.replace(settings, simulator=simulator, training=training)
+    return replace(settings, simulator=simulator, training=training)
 
 
 def data_until(windows: Sequence[Window]) -> int:
@@ -255,7 +255,7 @@ def window_run(
     candidate stacks rules, itself and the classifiers, and ``amount_deviation (served)`` is the
     served family's ensemble.
     """
-    s = dataclasses.replace(settings, test_start=test_start)
+    s = replace(settings, test_start=test_start)
     run = train.run(
         data.frame,
         data.start_ms,

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.config import TrainingSettings
+from core.config import TrainingSettings, replace
 from core.errors import ConfigError, SchemaError
 from schemas.feature_set import PAYMENT_FEATURES, Dtype, Feature, FeatureSet, Key
 from training import models, split, train
@@ -173,7 +173,7 @@ def prepare(
 
 def table_settings(settings: TrainingSettings) -> TrainingSettings:
     """The training settings a table run uses: no rules, all labels known, no label-time removal."""
-    return dataclasses.replace(
+    return replace(
         settings, rules={}, only_known_labels=False, known_compromised=split.LABEL_TIME_RULE
     )
 

@@ -44,7 +44,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from bench.common import bench_settings, private_broker, table, write_results
 from bench.shapes.ops import unpack
 from core import jars
-from core.config import Settings, TopicSettings, with_overrides
+from core.config import Settings, TopicSettings, replace, with_overrides
 from core.net import free_port
 from features import card, device, terminal
 from features.compute import EVENT_NAMES
@@ -124,9 +124,9 @@ def prepare(base: Settings) -> tuple[Settings, np.ndarray, dict[str, Any]]:  # t
     for role in ("transactions", "labels", "dead_letter"):
         name = f"shapes-{run}-{role.replace('_', '-')}"
         create_topic(base, name, PARTITIONS if role != "dead_letter" else 1, append_time=False)
-        topics[role] = TopicSettings(name, PARTITIONS)
+        topics[role] = TopicSettings(name=name, partitions=PARTITIONS)
     settings = with_overrides(base, kafka={"topics": topics})
-    sim = simulate(dataclasses.replace(base.simulator, **TRAFFIC))  # type: ignore[arg-type]
+    sim = simulate(replace(base.simulator, **TRAFFIC))
     started = time.monotonic()
     produced = produce(sim, settings.kafka, 1e9, Progress(1, quiet=True))
     stamps = np.sort(sim.transactions.event_time[sim.delivery.source])

@@ -1,7 +1,8 @@
 """The ``riskstream`` command: one entry point, one module per subcommand group.
 
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``; the parser it adds sets
-``handler(args, settings) -> int``. Errors derived from :class:`RiskstreamError` are printed as one
+``handler(args, settings) -> int`` (``settings`` is ``None`` for a parser that sets
+``loads_settings=False``). Errors derived from :class:`RiskstreamError` are printed as one
 line without a traceback and exit with status 2.
 """
 
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     "riskstream.cli.backfill_cmd",
     "riskstream.cli.replay_cmd",
     "riskstream.cli.train_cmd",
+    "riskstream.cli.config_cmd",
 )
 EXIT_USER_ERROR = 2
 
@@ -68,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config, parse_assignments(args.assignments))
+        # A handler that loads its own settings (`config check FILE`) is not stopped by a broken
+        # default config file.
+        settings = None
+        if getattr(args, "loads_settings", True):
+            settings = load_settings(args.config, parse_assignments(args.assignments))
         status: int = args.handler(args, settings)
     except RiskstreamError as exc:
         print(f"riskstream: error: {exc}", file=sys.stderr)

@@ -7,14 +7,12 @@ flags into :class:`SimulatorSettings` overrides and picks the output.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from core.config import Settings, SimulatorSettings
+from core.config import Settings, SimulatorSettings, field_type, replace
 
 # Flag dest -> SimulatorSettings field, for flags that override one setting each.
 OVERRIDES = (
@@ -36,10 +34,14 @@ HELP = {
     "format": "file format of --out: jsonl or parquet",
     "rate": "records per second sent by --to-kafka",
 }
-TYPES: dict[str, type] = {
-    f.name: f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
-    for f in dataclasses.fields(SimulatorSettings)
-}
+
+
+def _argument(name: str) -> dict[str, Any]:
+    """argparse ``type`` / ``choices`` of a simulator setting, from the settings model."""
+    kind = field_type(SimulatorSettings, name)
+    if get_origin(kind) is Literal:
+        return {"type": str, "choices": get_args(kind)}
+    return {"type": kind if kind in (int, float) else str}
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +63,7 @@ def register(subparsers: Any) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=TYPES[name],
+            **_argument(name),
             metavar=name.split("_")[-1].upper(),
             help=HELP.get(name, f"override simulator.{name}"),
         )
@@ -71,24 +73,24 @@ def register(subparsers: Any) -> None:
         default=os.cpu_count() or 1,
         help="processes writing files in parallel (default: CPU count); output is identical",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=_simulate)
 
 
 def simulator_settings(args: argparse.Namespace, settings: Settings) -> SimulatorSettings:
     """The ``simulator`` settings with every given flag applied."""
     chosen = {n: getattr(args, n) for n in OVERRIDES if getattr(args, n, None) is not None}
-    return dataclasses.replace(settings.simulator, **chosen)
+    return replace(settings.simulator, **chosen)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from core.progress import Progress
     from training.simulator.generate import simulate
-    from training.simulator.progress import Progress
 
     sim_settings = simulator_settings(args, settings)
     sim = simulate(sim_settings)
     total = len(sim.delivery) + len(sim.labels)
-    progress = Progress(total, stream=sys.stderr, quiet=args.quiet)
+    progress = Progress(total, "simulate", "events", quiet=args.quiet)
     if args.to_kafka:
         from riskstream.simulate_kafka import produce
 
@@ -103,6 +105,6 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from training.simulator.writers import write_files
 
     manifest = write_files(sim, args.out, sim_settings.format, progress, workers=args.workers)
-    rate = progress.close()
+    rate = progress.close().rate
     print(json.dumps({"out": str(args.out), "events_per_s": round(rate), **manifest}, indent=2))
     return 0

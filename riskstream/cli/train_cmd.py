@@ -11,19 +11,18 @@ Promotion (``--promote``, ``models promote``) checks the model against the deplo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from core.config import Settings
+from core.config import Settings, replace
 from core.errors import ConfigError
+from core.progress import note
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring.registry import champion, read_card, versions
 from training import evaluate, handbook, registry, table, train
 from training.data import generator_entry, load_training_data, simulated_training_data
-from training.progress import note
 
 PROFILES = ("realistic", "handbook")
 REPORT_FILE = "evaluation.json"
@@ -162,7 +161,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         if args.data is not None:
             data = load_training_data(args.data, args.labels or args.data)
         else:
-            sim = dataclasses.replace(settings.simulator, profile=profile)
+            sim = replace(settings.simulator, profile=profile)
             data = simulated_training_data(sim, quiet=args.quiet)
         result = train.run(
             data.frame,

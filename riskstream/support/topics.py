@@ -44,6 +44,7 @@ def private_settings(
     """
     merged = dict(base.kafka.topics)
     for role, partitions in topics.items():
-        merged[role] = TopicSettings(create_topic(base, f"{name}-{role}", partitions), partitions)
+        topic = create_topic(base, f"{name}-{role}", partitions)
+        merged[role] = TopicSettings(name=topic, partitions=partitions)
     kafka = {**overrides.pop("kafka", {}), "topics": merged}
     return with_overrides(base, kafka=kafka, **overrides)

@@ -97,7 +97,7 @@ def test_bad_files_are_reported_and_the_rest_matches_the_driver(
             good.append(decode("transaction", msgspec.json.encode(row)))
         except RecordSchemaError:
             continue  # the simulator's own malformed rows are dead-lettered too
-    pipeline = FeaturePipeline(FeatureParams(**_params(settings)))
+    pipeline = FeaturePipeline(FeatureParams.from_settings(settings.features))
     expected = [pipeline.transaction(tx) for tx in good]
     features = load_features(tmp_path / "out")
     assert len(features) == len(expected) == result.feature_rows
@@ -111,12 +111,3 @@ def test_bad_files_are_reported_and_the_rest_matches_the_driver(
     assert got == want
     assert set(features["feature_set_version"]) == {expected[0].feature_set.version}
     shutil.rmtree(tmp_path / "sim")
-
-
-def _params(settings: Settings) -> dict[str, int]:
-    f = settings.features
-    return {
-        "allowed_lateness_ms": f.allowed_lateness_ms,
-        "dedup_horizon_ms": f.dedup_horizon_ms,
-        "profile_retention_ms": f.profile_retention_ms,
-    }

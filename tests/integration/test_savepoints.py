@@ -7,7 +7,6 @@ stopped: the n-th event of a key gets count n, whatever side of the savepoint it
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Settings, with_overrides
+from core.config import Settings, replace, with_overrides
 from riskstream import jobrunner
 from riskstream.cli import GATEWAY_DISABLED_VAR
 from riskstream.infra.cluster import LocalCluster
@@ -36,10 +35,8 @@ WAIT_S = 120.0
 def _settings(base: Settings, name: str) -> Settings:
     source = create_topic(base, f"{name}-in", partitions=2)
     sink = create_topic(base, f"{name}-out", partitions=1)
-    job = dataclasses.replace(
-        base.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group"
-    )
-    return dataclasses.replace(base, skeleton=job)
+    job = replace(base.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group")
+    return replace(base, skeleton=job)
 
 
 def _produce(settings: Settings, start: int, count: int) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 
 import pytest
 
-from core.config import Settings, with_overrides
+from core.config import Settings, replace, with_overrides
 from riskstream import jobrunner
 from riskstream.infra.cluster import LocalCluster
 from riskstream.support.kafka_io import produce_at_rate, producer, read_values
@@ -30,10 +29,10 @@ def _prepare(settings: Settings, name: str) -> tuple[Settings, collections.Count
         == RECORDS
     )
     expected = collections.Counter(str(document["id"]) for _key, document in records)
-    job = dataclasses.replace(
+    job = replace(
         settings.skeleton, input_topic=source, output_topic=sink, group_id=f"{name}-group"
     )
-    return dataclasses.replace(settings, skeleton=job), expected
+    return replace(settings, skeleton=job), expected
 
 
 def _assert_counts(settings: Settings, expected: collections.Counter[str]) -> None:

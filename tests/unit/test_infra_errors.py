@@ -121,9 +121,9 @@ def test_job_configuration_is_shared_and_checked() -> None:
     assert conf["execution.checkpointing.externalized-checkpoint-retention"] == (
         "RETAIN_ON_CANCELLATION"
     )
-    bad = load_settings(overrides={"flink": {"execution_mode": "threads"}}, environ={})
-    with pytest.raises(Exception, match=r"flink\.execution_mode: expected one of thread, process"):
-        job_configuration(bad)
+    # A typo never reaches the job configuration: the settings refuse it when they load.
+    with pytest.raises(ConfigError, match=r"flink\.execution_mode: expected one of thread, proc"):
+        load_settings(overrides={"flink": {"execution_mode": "threads"}}, environ={})
 
 
 def test_free_port_is_bindable() -> None:

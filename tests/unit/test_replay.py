@@ -82,7 +82,7 @@ def test_a_name_that_would_collide_with_a_live_topic_is_refused(live: Settings) 
     topics = dict(live.kafka.topics)
     decisions = topics["decisions"]
     # a live topic that happens to be named like the replay's
-    topics["skeleton_out"] = type(decisions)(replay_topic(decisions.name, "x"), 1)
+    topics["skeleton_out"] = type(decisions)(name=replay_topic(decisions.name, "x"), partitions=1)
     clashing = with_overrides(live, kafka={"topics": topics})
     with pytest.raises(ConfigError, match="would share with the live job its decisions topic"):
         replay_settings(clashing, "x", T)

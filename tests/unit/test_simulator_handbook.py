@@ -10,12 +10,11 @@ Expectations are derived analytically from the design (see the helpers), not mea
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from core.config import SimulatorSettings
+from core.config import SimulatorSettings, replace
 from training.simulator import handbook
 from training.simulator.columns import S_PER_DAY, SCENARIO_CODE
 from training.simulator.generate import Simulation, simulate

@@ -3,14 +3,14 @@ through ``training/dataset.py``, give the same training set as the in-memory pat
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import Settings
+from core.config import Settings, replace
+from core.progress import Progress
 from features import output
 from features import table as feature_table
 from riskstream.cli import main
@@ -19,14 +19,14 @@ from tests.conftest import TINY_SPLIT
 from training.data import TrainingData, load_training_data
 from training.simulator import encode, writers
 from training.simulator.generate import simulate
-from training.simulator.progress import Progress
 
 
 def _write_backfill(out: Path, tiny_data: TrainingData, tiny_settings: Settings) -> None:
     """What the backfill writes (features table) and what the simulator writes (labels)."""
-    settings = dataclasses.replace(tiny_settings.simulator, format="parquet")
+    settings = replace(tiny_settings.simulator, format="parquet")
     sim = simulate(settings)
-    writers.write_files(sim, out / "sim", "parquet", Progress(len(sim.delivery), quiet=True))
+    quiet = Progress(len(sim.delivery), "simulate", quiet=True)
+    writers.write_files(sim, out / "sim", "parquet", quiet)
     frame = tiny_data.frame
     rows = np.arange(len(sim.transactions), dtype=np.int64)
     txs = encode.transactions(sim.transactions, sim.entities, rows, sim.run, settings.source)

@@ -19,10 +19,14 @@ def test_default_rules_use_feature_set_names() -> None:
     assert all(r.feature in PAYMENT_FEATURES.names for r in rules.rules)
 
 
+def _rule(feature: str, threshold: float, weight: float) -> RuleSettings:
+    return RuleSettings(feature=feature, op=">=", threshold=threshold, weight=weight)
+
+
 def test_score_is_a_noisy_or_of_fired_rules() -> None:
     config = {
-        "big": RuleSettings("amount", ">=", 220.0, 0.6),
-        "night": RuleSettings("is_night", ">=", 1.0, 0.5),
+        "big": _rule("amount", 220.0, 0.6),
+        "night": _rule("is_night", 1.0, 0.5),
     }
     model = RuleModel.from_settings(config, ("amount", "is_night"))
     x = np.array([[10.0, 0.0], [300.0, 0.0], [300.0, 1.0]])
@@ -32,10 +36,13 @@ def test_score_is_a_noisy_or_of_fired_rules() -> None:
 
 def test_unknown_feature_and_bad_operator_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"training.rules.typo.feature"):
-        RuleModel.from_settings({"typo": RuleSettings("amout", ">=", 1.0, 0.5)}, ("amount",))
-    with pytest.raises(ConfigError, match=r"training.rules.eq.op"):
-        RuleModel.from_settings({"eq": RuleSettings("amount", "==", 1.0, 0.5)}, ("amount",))
+        RuleModel.from_settings({"typo": _rule("amout", 1.0, 0.5)}, ("amount",))
+    bad_op = {"training": {"rules": {"eq": {"feature": "amount", "op": "=="}}}}
+    with pytest.raises(ConfigError, match=r"training\.rules\.eq\.op: expected one of >=, >, <=, <"):
+        load_settings(overrides=bad_op, environ={})
     subset = RuleModel.from_settings(
-        {"x": RuleSettings("is_night", ">=", 1.0, 0.5)}, ("amount",), drop_unknown=True
+        {"x": _rule("is_night", 1.0, 0.5)},
+        ("amount",),
+        drop_unknown=True,
     )
     assert subset.rules == ()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import TrainingSettings
+from core.config import TrainingSettings, replace
 from core.errors import ConfigError
 from training import split, train
 from training.data import TrainingData
@@ -74,5 +74,5 @@ def test_split_outside_the_data_is_refused() -> None:
     settings = TrainingSettings(train_days=20, delay_days=7, test_days=7, test_start="")
     with pytest.raises(ConfigError, match="does not fit the data"):
         split.plan(0, 14 * DAY, settings)
-    with pytest.raises(ConfigError, match="expected YYYY-MM-DD"):
-        split.plan(0, 14 * DAY, TrainingSettings(test_start="08/08/2018"))
+    with pytest.raises(ConfigError, match=r"training\.test_start: expected a date YYYY-MM-DD"):
+        replace(TrainingSettings(), test_start="08/08/2018")

@@ -171,7 +171,7 @@ def summary(sim: Simulation, fmt: str) -> dict[str, Any]:
     return {
         "profile": sim.settings.profile,
         "seed": sim.settings.seed,
-        "settings": dataclasses.asdict(sim.settings),
+        "settings": sim.settings.model_dump(mode="json"),
         "run": sim.run,
         "format": fmt,
         "start_ms": sim.start_ms,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from core.config import AnalyticsSettings
 from core.errors import ConfigError
 from udfs.analytics.records import ScoredPayment
 
@@ -70,14 +71,28 @@ class WindowSpec:
         return self.key_kind, self.key(payment), self.start(payment.event_time)
 
 
+_DEFAULTS = AnalyticsSettings()
+"""The defaults live in the settings model (``analytics`` section), nowhere else."""
+
+
 @dataclass(frozen=True)
 class WindowParams:
     """The three views and the allowed lateness (from the ``analytics`` settings)."""
 
-    merchant_window_ms: int = 60_000
-    mcc_window_ms: int = 3_600_000
-    global_window_ms: int = 60_000
-    allowed_lateness_ms: int = 600_000
+    merchant_window_ms: int = _DEFAULTS.merchant_window_ms
+    mcc_window_ms: int = _DEFAULTS.mcc_window_ms
+    global_window_ms: int = _DEFAULTS.global_window_ms
+    allowed_lateness_ms: int = _DEFAULTS.allowed_lateness_ms
+
+    @classmethod
+    def from_settings(cls, analytics: AnalyticsSettings) -> WindowParams:
+        """The parameters of the ``analytics`` settings section."""
+        return cls(
+            merchant_window_ms=analytics.merchant_window_ms,
+            mcc_window_ms=analytics.mcc_window_ms,
+            global_window_ms=analytics.global_window_ms,
+            allowed_lateness_ms=analytics.allowed_lateness_ms,
+        )
 
     def __post_init__(self) -> None:
         if self.allowed_lateness_ms < 0:
