@@ -38,6 +38,7 @@ from pyflink.datastream.connectors.file_system import (
 from core.config import Settings, with_overrides
 from core.errors import JobError
 from core.net import free_port
+from core.progress import Progress
 from features.history import (
     ROLES,
     FileProblem,
@@ -258,8 +259,13 @@ def run(
     source: Path,
     output: Path,
     say: Callable[[str], None] | None = None,
+    quiet: bool = False,
 ) -> BackfillResult:
-    """Stage ``source``, run the backfill on the mini-cluster, report progress; blocks."""
+    """Stage ``source``, run the backfill on the mini-cluster, report progress; blocks.
+
+    ``say`` gets the staging, dead-letter and summary lines; the rows written while the job runs
+    show as a progress bar (:mod:`core.progress`: only in a terminal, never with ``quiet``), read
+    from the writers' progress files every ``backfill.progress_interval_s``."""
     say = say or (lambda text: print(text, file=sys.stderr))
     started = time.monotonic()
     prepare_output(source, output)
@@ -285,18 +291,15 @@ def run(
     client = env.execute_async(JOB_NAME)
     finished = client.get_job_execution_result()
     last_report = 0.0
-    while not finished.done():
-        now = time.monotonic()
-        if now - last_report >= settings.backfill.progress_interval_s:
-            rows, max_time = _progress(output)
-            rate = rows / max(now - job_started, 1e-9)
-            share = 100.0 * rows / total if total else 100.0
-            say(
-                f"backfill: {rows}/{total} payments ({share:.1f}%), {rate:,.0f} ev/s, "
-                f"event time up to {_iso(max_time)}"
-            )
-            last_report = now
-        time.sleep(POLL_S)
+    with Progress(total, "backfill", "payments", quiet=quiet) as progress:
+        while not finished.done():
+            now = time.monotonic()
+            if progress.enabled and now - last_report >= settings.backfill.progress_interval_s:
+                rows, max_time = _progress(output)
+                progress.update_to(rows)
+                progress.describe(f"event time up to {_iso(max_time)}")
+                last_report = now
+            time.sleep(POLL_S)
     try:
         finished.result()
     except Exception as exc:

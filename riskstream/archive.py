@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings
+from core.progress import Progress
 from features.archive import PartitionWriter, archive_line, partition_dir, write_manifest
 from riskstream.support.kafka_io import TopicReader
 
 DEFAULT_IDLE_TIMEOUT_S = 60.0
 DEFAULT_RECORDS_PER_FILE = 1_000_000
-PROGRESS_EVERY = 50_000
+PROGRESS_EVERY = 1_000
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,13 @@ def archive_topic(
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     records_per_file: int = DEFAULT_RECORDS_PER_FILE,
     progress: Callable[[str], None] | None = None,
+    quiet: bool = False,
 ) -> ArchiveResult:
     """Archive ``topic`` from its earliest offsets up to its end offsets at start into ``out``.
 
     Committed records only; raises (``ReadTimeoutError``) when no record arrives for
-    ``idle_timeout_s`` before every partition is at its end.
+    ``idle_timeout_s`` before every partition is at its end. ``progress`` gets the first and last
+    line; the records written show as a progress bar (in a terminal, unless ``quiet``).
     """
     say = progress or (lambda text: print(text, file=sys.stderr))
     writers: dict[int, PartitionWriter] = {}
@@ -57,6 +60,7 @@ def archive_topic(
         say(
             f"archiving {topic}: {reader.expected} record(s) in {len(ranges)} partition(s) -> {out}"
         )
+        bar = Progress(reader.expected, "archive", "records", quiet=quiet)
         try:
             for record in reader.records(timeout_s=None, idle_timeout_s=idle_timeout_s):
                 writer = writers.get(record.partition)
@@ -76,8 +80,10 @@ def archive_topic(
                 writer.write(line)
                 written += 1
                 if written % PROGRESS_EVERY == 0:
-                    say(f"archiving {topic}: {written}/{reader.expected} records")
+                    bar.update_to(written)
         finally:
+            bar.update_to(written)
+            bar.close()
             for writer in writers.values():
                 writer.close()
     write_manifest(out, topic, written, ranges)

@@ -17,8 +17,8 @@ import numpy as np
 
 from core.config import KafkaSettings
 from core.errors import ServiceError
+from core.progress import Progress
 from training.simulator.generate import Simulation
-from training.simulator.progress import Progress
 from training.simulator.writers import label_lines, transaction_lines
 
 if TYPE_CHECKING:

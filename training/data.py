@@ -24,12 +24,12 @@ import pandas as pd
 
 from core.config import SimulatorSettings
 from core.errors import ModelContractError, SchemaError
+from core.progress import Progress, note
 from features.compute import FeaturePipeline
 from features.table import BACKFILL_SUMMARY_FILE, file_hashes
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
 from schemas.records import Label, Transaction
 from training.dataset import build_training_set, load_features, load_labels
-from training.progress import Progress, note
 from training.simulator import encode
 from training.simulator.generate import Simulation, simulate
 

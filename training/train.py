@@ -17,10 +17,10 @@ import pandas as pd
 
 from core.config import TrainingSettings
 from core.errors import ConfigError, ModelContractError
+from core.progress import note
 from schemas.feature_set import FeatureSet
 from scoring.rules import RuleModel
 from training import evaluate, export, models, split
-from training.progress import note
 from training.registry import RANGE_QUANTILES
 
 F64 = npt.NDArray[np.float64]

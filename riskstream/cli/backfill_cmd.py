@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
     )
     backfill.add_argument("--input", required=True, type=Path, metavar="PATH")
     backfill.add_argument("--output", required=True, type=Path, metavar="DIR")
+    backfill.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     backfill.set_defaults(handler=_backfill)
 
     archive = subparsers.add_parser(
@@ -41,6 +42,7 @@ def register(subparsers: Any) -> None:
     )
     archive.add_argument("--topic", required=True, help="topic name (not a role)")
     archive.add_argument("--output", required=True, type=Path, metavar="DIR")
+    archive.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     archive.set_defaults(handler=_archive)
 
     parity = subparsers.add_parser(
@@ -62,14 +64,14 @@ def register(subparsers: Any) -> None:
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from jobs import backfill
 
-    backfill.run(settings, args.input.resolve(), args.output.resolve())
+    backfill.run(settings, args.input.resolve(), args.output.resolve(), quiet=args.quiet)
     return 0
 
 
 def _archive(args: argparse.Namespace, settings: Settings) -> int:
     from riskstream.archive import archive_topic
 
-    result = archive_topic(settings, args.topic, args.output.resolve())
+    result = archive_topic(settings, args.topic, args.output.resolve(), quiet=args.quiet)
     print(f"archived {result.records} record(s) of {result.topic} into {args.output}")
     return 0
 

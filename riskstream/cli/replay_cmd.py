@@ -6,14 +6,14 @@ Heavy imports (confluent-kafka, pyflink) happen inside the handler so ``--help``
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from typing import Any
 
 from core.config import Settings, with_overrides
+from core.progress import Progress
 from riskstream import jobrunner
 
-PROGRESS_INTERVAL_S = 10.0
+PROGRESS_INTERVAL_S = 5.0
 
 
 def register(subparsers: Any) -> None:
@@ -57,19 +57,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--parallelism", type=int, help="job parallelism (default: flink.parallelism)"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=_replay)
-
-
-def _progress(settings: Settings, topic: str, stop: threading.Event, started: float) -> None:
-    from core.errors import RiskstreamError
-    from riskstream.replay import end_offsets
-
-    while not stop.wait(PROGRESS_INTERVAL_S):
-        try:
-            written = end_offsets(settings, [topic])[topic]
-        except RiskstreamError:
-            continue
-        print(f"  ... {written} offsets in {topic} after {time.monotonic() - started:.0f} s")
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -83,32 +72,33 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     replay = rp.replay_settings(settings, name, from_ms, to_ms)
     until = rp.iso(to_ms) if to_ms else "the current end offsets"
     print(f"replay {name!r}: scoring job from {rp.iso(from_ms)} to {until} (event time)")
+    total: int | None = None
     for topic, ranges in rp.offset_ranges(settings, from_ms, to_ms).items():
         spans = ", ".join(f"p{p} [{a}, {b})" for p, (a, b) in sorted(ranges.items()))
-        total = sum(max(b - a, 0) for a, b in ranges.values())
-        print(f"  input {topic}: about {total} records, offsets {spans}")
+        records = sum(max(b - a, 0) for a, b in ranges.values())
+        print(f"  input {topic}: about {records} records, offsets {spans}")
+        if topic == settings.kafka.topic("transactions"):
+            total = records  # about one decision per transaction
     outputs = rp.prepare_topics(settings, replay, overwrite=args.overwrite)
     print(f"  outputs: {', '.join(outputs)}")
     for what, value in rp.describe(replay).items():
         print(f"  {what}: {value}")
 
     started = time.monotonic()
-    stop = threading.Event()
-    watcher = threading.Thread(
-        target=_progress,
-        args=(settings, replay.kafka.topic("decisions"), stop, started),
-        daemon=True,
-    )
-    watcher.start()
-    try:
+    decisions = replay.kafka.topic("decisions")
+
+    def written() -> int:
+        return rp.end_offsets(settings, [decisions])[decisions]
+
+    with (
+        Progress(total, "replay", "decisions", quiet=args.quiet) as progress,
+        progress.poll(written, PROGRESS_INTERVAL_S),
+    ):
         if args.target == "cluster":
             output = jobrunner.submit_to_cluster(replay, "scoring", bounded=True)
             print("\n".join(output.strip().splitlines()[-3:]))
         else:
             jobrunner.run_local(replay, "scoring", bounded=True)
-    finally:
-        stop.set()
-        watcher.join()
     print(f"replay {name!r} finished in {time.monotonic() - started:.0f} s; records written:")
     for topic in outputs:
         print(f"  {topic}: {rp.count_records(settings, topic)}")

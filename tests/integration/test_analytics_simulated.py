@@ -10,6 +10,7 @@ import pytest
 
 from core.config import Settings
 from core.errors import SchemaError
+from core.progress import Progress
 from jobs.analytics import window_params
 from riskstream import jobrunner
 from riskstream.cli import main as cli_main
@@ -18,7 +19,6 @@ from riskstream.support.kafka_io import read_values
 from riskstream.support.topics import private_settings
 from schemas.validation import decode
 from training.simulator.generate import simulate
-from training.simulator.progress import Progress
 from udfs.analytics.encode import decode_late, decode_window, latest_revisions
 from udfs.analytics.offline import final_windows
 from udfs.analytics.records import ScoredPayment, unscored
@@ -70,7 +70,7 @@ def test_final_revisions_equal_offline_windows(
 ) -> None:
     settings = _settings(kafka_settings, parallelism)
     sim = simulate(settings.simulator)
-    produce(sim, settings.kafka, RATE, Progress(len(sim.delivery), quiet=True))
+    produce(sim, settings.kafka, RATE, Progress(len(sim.delivery), "simulate", quiet=True))
     jobrunner.run_local(settings, "analytics", bounded=True)
 
     payments = _topic_payments(settings)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from core.progress import Progress
 from training.simulator import encode
 from training.simulator.columns import (
     DELIVERY_CODE,
@@ -35,7 +36,6 @@ from training.simulator.columns import (
 )
 from training.simulator.generate import Simulation
 from training.simulator.malformed import corrupt
-from training.simulator.progress import Progress
 
 PART_NAME = "part-0"
 TRANSACTIONS, LABELS = "transactions", "labels"
