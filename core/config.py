@@ -191,6 +191,8 @@ def _one_error(error: Mapping[str, Any], root: type[BaseModel], prefix: str) -> 
     expected = _expected(annotation) if error["type"] in TYPE_ERRORS else None
     if expected is None:
         message = _SHOULD.sub("", str(error["msg"]).removeprefix("Value error, "))
+        for words, symbol in _COMPARISONS:
+            message = message.replace(words, symbol)
         expected = message[0].lower() + message[1:] if message else "a valid value"
     if isinstance(found, SecretStr) or (loc and loc[-1] in SECRET_ENV):
         found = MASK
@@ -204,6 +206,12 @@ def _one_error(error: Mapping[str, Any], root: type[BaseModel], prefix: str) -> 
     return f"{path or 'settings'}: expected {expected}, found {found!r}"
 
 
+_COMPARISONS = (
+    ("greater than or equal to ", ">= "),
+    ("less than or equal to ", "<= "),
+    ("greater than ", "> "),
+    ("less than ", "< "),
+)
 _SHOULD = re.compile(r"^\w+ should (be|have) ")
 _NAMED = re.compile(r"^(\w+): expected (.*)$", re.DOTALL)
 

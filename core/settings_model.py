@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -88,13 +89,26 @@ class Section(BaseModel):
     """Base of every settings section: frozen, unknown keys refused, field docstrings kept as
     descriptions (the documented YAML and docs/configuration.md are generated from them).
 
-    Constructing a section directly raises pydantic's ``ValidationError``; :func:`replace`,
-    :func:`with_overrides` and :func:`load_settings` raise :class:`ConfigError` with the path.
+    Every way of building one raises :class:`ConfigError` with the key's path: constructing it
+    (``TrainingSettings(stack_folds=1)``), :func:`core.config.replace`, ``with_overrides`` and
+    ``load_settings``.
     """
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", use_attribute_docstrings=True, validate_default=True
     )
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            from core.config import describe_errors
+
+            raise ConfigError(describe_errors(exc, type(self))) from exc
+
+    # Marked as pydantic's own __init__, so validating a nested section (a dict inside Settings)
+    # does not call it and its errors keep their full path in the enclosing ValidationError.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
 
 class PathSettings(Section):

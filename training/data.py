@@ -10,7 +10,6 @@ in-order input, without starting a Flink mini-cluster.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import json
 from collections.abc import Iterator

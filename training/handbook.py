@@ -24,7 +24,6 @@ Used by ``riskstream train --profile handbook`` and ``python -m bench.handbook``
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

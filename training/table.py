@@ -17,7 +17,6 @@ the stack so the family is the one the scoring job serves.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections.abc import Sequence

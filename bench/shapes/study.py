@@ -46,13 +46,13 @@ from bench.shapes.ops import unpack
 from core import jars
 from core.config import Settings, TopicSettings, replace, with_overrides
 from core.net import free_port
+from core.progress import Progress
 from features import card, device, terminal
 from features.compute import EVENT_NAMES
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.process import descendants, process_matches
 from riskstream.simulate_kafka import produce
 from training.simulator.generate import simulate
-from training.simulator.progress import Progress
 
 TRAFFIC = {"profile": "realistic", "days": 60, "cards": 7_000, "seed": 16}
 PARTITIONS = 2
@@ -128,7 +128,7 @@ def prepare(base: Settings) -> tuple[Settings, np.ndarray, dict[str, Any]]:  # t
     settings = with_overrides(base, kafka={"topics": topics})
     sim = simulate(replace(base.simulator, **TRAFFIC))
     started = time.monotonic()
-    produced = produce(sim, settings.kafka, 1e9, Progress(1, quiet=True))
+    produced = produce(sim, settings.kafka, 1e9, Progress(1, "produce", quiet=True))
     stamps = np.sort(sim.transactions.event_time[sim.delivery.source])
     online = float(np.mean(sim.transactions.device >= 0))
     data = {

@@ -19,6 +19,7 @@ from core.config import (
     ModelName,
     ScoringSettings,
     Settings,
+    TrainingSettings,
     check_job,
     load_settings,
     parse_assignments,
@@ -122,8 +123,8 @@ def test_every_problem_of_a_load_is_listed(tmp_path: Path) -> None:
     config = _file(tmp_path, "kafka: {port: -1}\nflink: {parallelism: 0}\n")
     with pytest.raises(ConfigError) as error:
         load_settings(config, environ={})
-    assert "kafka.port: expected greater than or equal to 0, found -1" in str(error.value)
-    assert "flink.parallelism: expected greater than or equal to 1, found 0" in str(error.value)
+    assert "kafka.port: expected >= 0, found -1" in str(error.value)
+    assert "flink.parallelism: expected >= 1, found 0" in str(error.value)
 
 
 def test_a_guarantee_typo_fails_at_load_not_after_submission() -> None:
@@ -140,8 +141,8 @@ def test_a_guarantee_typo_fails_at_load_not_after_submission() -> None:
 
 
 def test_fast_models_are_a_list_of_known_models() -> None:
-    from_env = load_settings(environ={"RISKSTREAM__SCORING__FAST_MODELS": "mlp, isolation_forest"})
-    assert from_env.scoring.fast_models == ("mlp", "isolation_forest")
+    from_env = load_settings(environ={"RISKSTREAM__SCORING__FAST_MODELS": "mlp, gradient_boosting"})
+    assert from_env.scoring.fast_models == ("mlp", "gradient_boosting")
     as_list = load_settings(overrides=parse_assignments(["scoring.fast_models=[mlp]"]), environ={})
     assert as_list.scoring.fast_models == ("mlp",)
     with pytest.raises(ConfigError, match=r"scoring\.fast_models\.0: expected one of .*'xgboost'"):
@@ -181,8 +182,10 @@ def test_settings_are_frozen_and_copies_are_validated() -> None:
     assert (changed.kafka.port, changed.flink.parallelism) == (19092, 2)
     assert changed.kafka.topics == settings.kafka.topics and settings.kafka.port == 9092
     assert replace(settings.simulator, days=3).days == 3
-    with pytest.raises(ConfigError, match=r"simulator\.days: expected greater than or equal to 1"):
+    with pytest.raises(ConfigError, match=r"simulator\.days: expected >= 1, found 0"):
         replace(settings.simulator, days=0)
+    with pytest.raises(ConfigError, match=r"training\.stack_folds: expected >= 2, found 1"):
+        TrainingSettings(stack_folds=1)  # a section built directly is checked the same way
 
 
 def test_sasl_credentials_only_from_their_environment_variables(tmp_path: Path) -> None:

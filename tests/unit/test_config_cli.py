@@ -123,7 +123,7 @@ def test_scoring_needs_a_champion_that_has_the_fast_models(tmp_path: Path) -> No
     from scoring.registry import CARD_FILE
 
     assert CARD_FILE == "model_card.json"
-    registry = _registry(tmp_path / "reg", ["logistic_regression", "isolation_forest"])
+    registry = _registry(tmp_path / "reg", ["logistic_regression", "gradient_boosting"])
     settings = load_settings(overrides={"scoring": {"registry_dir": str(registry)}}, environ={})
     assert preflight.check_scoring_registry(settings) == "v0001"
     preflight.check(settings, "scoring")

@@ -11,7 +11,6 @@ carry one extra column, ``arrival_time`` (epoch ms), which is delivery metadata,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
