@@ -33,7 +33,7 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
-from core.config import Settings
+from core.config import Guarantee, Settings
 from features.params import FeatureParams
 from jobs.entry import run_job_script
 from jobs.env import create_env
@@ -99,7 +99,7 @@ def kafka_source(
 def kafka_sink(
     settings: Settings,
     role: str,
-    guarantee: str = "AT_LEAST_ONCE",
+    guarantee: Guarantee = "AT_LEAST_ONCE",
     transactional_id_prefix: str = "",
     producer_config: dict[str, str] | None = None,
 ) -> KafkaSink:
