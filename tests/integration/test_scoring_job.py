@@ -50,6 +50,10 @@ ROLES = {
     "late_events": 1,
 }
 NO_SHEDDING_MS = 3_600_000
+ALWAYS_SHED_MS = 1
+"""The smallest budget the settings accept: a payment crosses an exchange and a bundle first,
+so its lag exceeds 1 ms; with the tiny recover ratio below, shedding never ends."""
+NEVER_RECOVER_RATIO = 0.001
 # onnxruntime's float32 kernels round differently for different batch sizes (the job scores Arrow
 # batches of whatever arrived, the offline check one batch of everything); the ensemble's log-odds
 # step magnifies that near 0 and 1. Measured: at most ~2e-4.
@@ -248,7 +252,13 @@ def test_a_broken_model_degrades_decisions_and_the_job_keeps_running(
 def test_overload_sheds_to_rules_and_fast_model(
     kafka_settings: Settings, tmp_path: Path, fresh_champion: Callable[[Path], Path]
 ) -> None:
-    settings = _settings(kafka_settings, tmp_path, fresh_champion(tmp_path), latency_budget_ms=0)
+    settings = _settings(
+        kafka_settings,
+        tmp_path,
+        fresh_champion(tmp_path),
+        latency_budget_ms=ALWAYS_SHED_MS,
+        recover_ratio=NEVER_RECOVER_RATIO,
+    )
     _simulate(settings, tmp_path)
     out = _run(settings)
     assert out["predictions"]
