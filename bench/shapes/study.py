@@ -1,6 +1,6 @@
 """The hot-path shapes study: floor and real throughput of each candidate shape, side by side.
 
-One run (``python -m bench.shapes``, through ``/work/bin/bench-exclusive``):
+One run (``python -m bench.shapes``, alone on the machine):
 
 1. a private broker; the ``realistic`` simulator (60 days, 7,000 cards: ~855k delivered payments
    with their duplicates, late and malformed records, ~47k labels) produced into it with the Kafka
