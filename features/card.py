@@ -3,24 +3,93 @@
 One :class:`CardState` per card is the whole keyed state of the card stage (one msgpack blob).
 A feature of event e reads only entries that arrived before e with event time <= e's, plus e itself
 where the feature includes the current payment (the windowed counts, sums and means).
+
+What is computed comes from the spec: every card feature's aggregation and window is read from
+:data:`~schemas.feature_set.PAYMENT_FEATURES` at import (:data:`AMOUNT_WINDOWS`,
+:data:`USUAL_WINDOWS`, the window-less names), and :func:`values` sets each value by name.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import dataclass
 
 import msgspec
 
 from features.events import CARD_PRESENT, TransactionLike, haversine_km
 from features.params import FeatureParams
-from schemas.feature_set import MISSING, MS_PER_DAY, MS_PER_HOUR, PAYMENT_FEATURES, Key
+from features.plan import single, stage_features, windowed
+from schemas.feature_set import (
+    MISSING,
+    MS_PER_HOUR,
+    PAYMENT_FEATURES,
+    Aggregation,
+    FeatureValues,
+    Key,
+)
 
-WINDOWS_MS = (MS_PER_HOUR, MS_PER_DAY, 7 * MS_PER_DAY, 30 * MS_PER_DAY)
-LONGEST_WINDOW_MS = WINDOWS_MS[-1]
+A = Aggregation
+_AMOUNT = (A.TX_COUNT, A.AMOUNT_SUM, A.AMOUNT_MEAN, A.AMOUNT_RATIO)
+_FEATURES = stage_features(
+    Key.CARD,
+    (
+        *_AMOUNT,
+        A.SECONDS_SINCE_PREV,
+        A.KM_FROM_PREV_CP,
+        A.KMH_FROM_PREV_CP,
+        A.KM_FROM_USUAL,
+        A.IS_NEW_MCC,
+        A.IS_NEW_DEVICE,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class AmountWindow:
+    """One window of the card's payments and the output names read from it (``None``: not in
+    the spec): count, sum and mean, current payment included, and amount / mean."""
+
+    length_ms: int
+    count: str | None
+    total: str | None
+    mean: str | None
+    ratio: str | None
+
+
+def _amount_windows() -> tuple[AmountWindow, ...]:
+    count, total = windowed(_FEATURES, A.TX_COUNT), windowed(_FEATURES, A.AMOUNT_SUM)
+    mean, ratio = windowed(_FEATURES, A.AMOUNT_MEAN), windowed(_FEATURES, A.AMOUNT_RATIO)
+    windows = sorted({*count, *total, *mean, *ratio})  # (length, delay 0): card windows
+    return tuple(
+        AmountWindow(
+            length_ms=w[0],
+            count=count.get(w),
+            total=total.get(w),
+            mean=mean.get(w),
+            ratio=ratio.get(w),
+        )
+        for w in windows
+    )
+
+
+AMOUNT_WINDOWS = _amount_windows()
+USUAL_WINDOWS = tuple(
+    (length, name) for (length, _), name in sorted(windowed(_FEATURES, A.KM_FROM_USUAL).items())
+)
+"""(window length ms, name) of the distance to the mean card-present location in the window."""
+SINCE_PREV = single(_FEATURES, A.SECONDS_SINCE_PREV)
+KM_FROM_PREV_CP = single(_FEATURES, A.KM_FROM_PREV_CP)
+KMH_FROM_PREV_CP = single(_FEATURES, A.KMH_FROM_PREV_CP)
+IS_NEW_MCC = single(_FEATURES, A.IS_NEW_MCC)
+IS_NEW_DEVICE = single(_FEATURES, A.IS_NEW_DEVICE)
+LONGEST_WINDOW_MS = max(
+    [w.length_ms for w in AMOUNT_WINDOWS] + [length for length, _ in USUAL_WINDOWS], default=0
+)
+"""History is kept this long (plus the allowed lateness) behind the card's newest event."""
+NAMES = tuple(f.name for f in PAYMENT_FEATURES.features_of(Key.CARD))
 MIN_SPEED_INTERVAL_S = 60.0
 """Implied speed uses at least this interval, so same-second payments are not infinitely fast."""
 SECONDS_PER_HOUR = 3600.0
-NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.CARD)
 PROFILE_PRUNE_MS = MS_PER_HOUR
 """Profiles and dedup ids are pruned when the card's clock enters a new bucket of this size."""
 
@@ -63,8 +132,10 @@ def is_duplicate(state: CardState, tx: TransactionLike) -> bool:
     return tx.event_id in state.ids
 
 
-def values(state: CardState, tx: TransactionLike, include_current: bool = True) -> list[float]:
-    """The card features of ``tx`` in :data:`NAMES` order, as of ``tx.event_time``.
+def values(
+    state: CardState, tx: TransactionLike, out: FeatureValues, include_current: bool = True
+) -> None:
+    """Set the card features of ``tx`` in ``out``, by name, as of ``tx.event_time``.
 
     The lists are sorted by event time (ties in arrival order), so every window is two bisections
     and a slice sum. ``include_current=False`` is for duplicates (the original is in the state).
@@ -74,39 +145,53 @@ def values(state: CardState, tx: TransactionLike, include_current: bool = True) 
     end = bisect_right(times, t)
     current = 1 if include_current else 0
     current_amount = tx.amount if include_current else 0.0
-    out: list[float] = []
-    for length in WINDOWS_MS:
-        start = bisect_right(times, t - length, 0, end)
+    for window in AMOUNT_WINDOWS:
+        start = bisect_right(times, t - window.length_ms, 0, end)
         count = end - start + current
         total = sum(amounts[start:end]) + current_amount
-        out += [float(count), total, total / count if count else MISSING]
-    mean_30d = out[-1]
-    out.append(tx.amount / mean_30d if mean_30d > 0 else MISSING)
-    out.append((t - times[end - 1]) / 1000.0 if end else MISSING)
-    out += _location_values(state, tx)
-    out.append(_is_new(state.mccs, tx.mcc, t))
-    out.append(0.0 if tx.device_id is None else _is_new(state.devices, tx.device_id, t))
-    return out
+        mean = total / count if count else MISSING
+        if window.count:
+            setattr(out, window.count, float(count))
+        if window.total:
+            setattr(out, window.total, total)
+        if window.mean:
+            setattr(out, window.mean, mean)
+        if window.ratio:
+            setattr(out, window.ratio, tx.amount / mean if mean > 0 else MISSING)
+    if SINCE_PREV:
+        setattr(out, SINCE_PREV, (t - times[end - 1]) / 1000.0 if end else MISSING)
+    _location_values(state, tx, out)
+    if IS_NEW_MCC:
+        setattr(out, IS_NEW_MCC, _is_new(state.mccs, tx.mcc, t))
+    if IS_NEW_DEVICE:
+        new_device = 0.0 if tx.device_id is None else _is_new(state.devices, tx.device_id, t)
+        setattr(out, IS_NEW_DEVICE, new_device)
 
 
-def _location_values(state: CardState, tx: TransactionLike) -> list[float]:
+def _location_values(state: CardState, tx: TransactionLike, out: FeatureValues) -> None:
     """km and km/h from the previous card-present payment, km from the usual location."""
     t = tx.event_time
     cp_times = state.cp_times
     end = bisect_right(cp_times, t)
-    start = bisect_right(cp_times, t - LONGEST_WINDOW_MS, 0, end)
-    km_prev = kmh_prev = km_usual = MISSING
+    km_prev = kmh_prev = MISSING
     if end and tx.channel == CARD_PRESENT:
         prev = end - 1  # the latest earlier-or-equal one; among equal times the last to arrive
         km_prev = haversine_km(state.cp_lats[prev], state.cp_lons[prev], tx.latitude, tx.longitude)
         hours = max((t - cp_times[prev]) / 1000.0, MIN_SPEED_INTERVAL_S) / SECONDS_PER_HOUR
         kmh_prev = km_prev / hours
-    n = end - start
-    if n:
-        lat = sum(state.cp_lats[start:end]) / n
-        lon = sum(state.cp_lons[start:end]) / n
-        km_usual = haversine_km(lat, lon, tx.latitude, tx.longitude)
-    return [km_prev, kmh_prev, km_usual]
+    if KM_FROM_PREV_CP:
+        setattr(out, KM_FROM_PREV_CP, km_prev)
+    if KMH_FROM_PREV_CP:
+        setattr(out, KMH_FROM_PREV_CP, kmh_prev)
+    for length, name in USUAL_WINDOWS:
+        start = bisect_right(cp_times, t - length, 0, end)
+        n = end - start
+        km_usual = MISSING
+        if n:
+            lat = sum(state.cp_lats[start:end]) / n
+            lon = sum(state.cp_lons[start:end]) / n
+            km_usual = haversine_km(lat, lon, tx.latitude, tx.longitude)
+        setattr(out, name, km_usual)
 
 
 def _is_new(seen: dict[str, list[int]], value: str, t: int) -> float:
@@ -171,11 +256,12 @@ def prune(state: CardState, params: FeatureParams, full: bool = True) -> None:
 
 
 def process(
-    state: CardState, tx: TransactionLike, params: FeatureParams
-) -> tuple[list[float], bool]:
-    """One event through the card stage: (card features, duplicate flag); updates ``state``."""
+    state: CardState, tx: TransactionLike, params: FeatureParams, out: FeatureValues
+) -> bool:
+    """One event through the card stage: sets the card features in ``out``, updates ``state``
+    and returns the duplicate flag."""
     duplicate = is_duplicate(state, tx)
-    out = values(state, tx, include_current=not duplicate)
+    values(state, tx, out, include_current=not duplicate)
     if not duplicate:
         add(state, tx, params)
-    return out, duplicate
+    return duplicate

@@ -1,8 +1,9 @@
 """The plain-Python driver: features of a whole event list in arrival order.
 
 This is the reference the stream is compared to, and what the backfill and the training-set
-builder import. It runs exactly the per-stage functions the Flink operators run, in the same order
-(card -> device -> terminal), with one state object per key held in dicts instead of Flink state.
+builder import. It calls exactly the per-stage entry points the Flink operators call
+(:mod:`features.stages`: card -> device -> terminal), with one state object per stage key held in
+dicts instead of Flink state.
 """
 
 from __future__ import annotations
@@ -11,24 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
-from core.errors import FeatureSpecError
-from features import card, device, terminal
-from features.events import LabelLike, TransactionLike, time_features
+from features import card, device, stages, terminal
+from features.events import LabelLike, TransactionLike
 from features.params import FeatureParams
-from schemas.feature_set import PAYMENT_FEATURES, FeatureSet, Key
-
-EVENT_NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.EVENT)
-STAGE_NAMES = EVENT_NAMES + card.NAMES + device.NAMES + terminal.NAMES
-if PAYMENT_FEATURES.names != STAGE_NAMES:
-    raise FeatureSpecError(
-        "the feature set must list event, card, device, then terminal features; "
-        f"found order {PAYMENT_FEATURES.names}"
-    )
-
-
-def event_values(tx: TransactionLike) -> list[float]:
-    """The features of the payment alone: amount, hour of day, weekend, night."""
-    return [tx.amount, *time_features(tx.event_time)]
+from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
 
 
 def is_label(event: TransactionLike | LabelLike) -> TypeGuard[LabelLike]:
@@ -61,25 +48,25 @@ class FeaturePipeline:
         self.devices: dict[str, device.DeviceState] = {}
         self.terminals: dict[str, terminal.TerminalState] = {}
 
+    def _device(self, device_id: str) -> device.DeviceState:
+        return self.devices.setdefault(device_id, device.DeviceState())
+
     def transaction(self, tx: TransactionLike) -> FeatureRow:
-        """Process one payment through card, device and terminal stages."""
-        card_state = self.cards.setdefault(tx.card_id, card.CardState())
-        card_values, duplicate = card.process(card_state, tx, self.params)
-        if tx.device_id is None:
-            device_values = list(device.NO_DEVICE_VALUES)
-        else:
-            device_state = self.devices.setdefault(tx.device_id, device.DeviceState())
-            device_values = device.process(device_state, tx, duplicate, self.params)
-        terminal_state = self.terminals.setdefault(tx.terminal_id, terminal.TerminalState())
-        terminal_values = terminal.process(terminal_state, tx, duplicate, self.params)
-        values = event_values(tx) + card_values + device_values + terminal_values
-        return FeatureRow(tx.event_id, tx.event_time, tx.card_id, tuple(values), duplicate)
+        """Process one payment through the card, device and terminal stages."""
+        card_state = self.cards.setdefault(stages.card_key(tx), card.CardState())
+        values, duplicate = stages.card_stage(card_state, tx, self.params)
+        stages.device_stage(tx, duplicate, values, self.params, self._device)
+        terminal_state = self.terminals.setdefault(
+            stages.terminal_key(tx), terminal.TerminalState()
+        )
+        stages.terminal_stage(terminal_state, tx, duplicate, values, self.params)
+        return FeatureRow(tx.event_id, tx.event_time, tx.card_id, values.vector(), duplicate)
 
     def label(self, label: LabelLike) -> None:
         """Apply a label to the device and terminal states it concerns."""
-        if label.device_id is not None:
-            device_state = self.devices.setdefault(label.device_id, device.DeviceState())
-            device.add_label(device_state, label)
+        device_id = stages.label_device_key(label)
+        if device_id is not None:
+            device.add_label(self._device(device_id), label)
         terminal_state = self.terminals.setdefault(label.terminal_id, terminal.TerminalState())
         terminal.add_label(terminal_state, label, self.params)
 

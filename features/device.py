@@ -2,7 +2,7 @@
 
 Fed by payments that carry a device id (online payments) and by fraud labels of payments made with
 the device. A label counts for events whose time is after the label's ``event_time`` (when it
-became known) and that arrive after the label.
+became known) and that arrive after the label. Windows come from the spec.
 """
 
 from __future__ import annotations
@@ -13,12 +13,18 @@ import msgspec
 
 from features.events import FRAUD, LabelLike, TransactionLike
 from features.params import FeatureParams
-from schemas.feature_set import MS_PER_DAY, PAYMENT_FEATURES, Key
+from features.plan import single, stage_features, windowed
+from schemas.feature_set import PAYMENT_FEATURES, Aggregation, FeatureValues, Key
 
-DISTINCT_WINDOW_MS = MS_PER_DAY
-NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.DEVICE)
-NO_DEVICE_VALUES = (1.0, 0.0)
-"""Device features of a payment without a device: only its own card, no fraud seen."""
+_FEATURES = stage_features(Key.DEVICE, (Aggregation.DISTINCT_CARDS, Aggregation.FRAUD_SEEN))
+DISTINCT_WINDOWS = tuple(
+    (length, name)
+    for (length, _), name in sorted(windowed(_FEATURES, Aggregation.DISTINCT_CARDS).items())
+)
+"""(window length ms, name) of the distinct-cards counts, current card included."""
+FRAUD_SEEN = single(_FEATURES, Aggregation.FRAUD_SEEN)
+LONGEST_WINDOW_MS = max((length for length, _ in DISTINCT_WINDOWS), default=0)
+NAMES = tuple(f.name for f in PAYMENT_FEATURES.features_of(Key.DEVICE))
 
 
 class DeviceState(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -46,16 +52,29 @@ def decode(blob: bytes | None) -> DeviceState:
     return DeviceState() if blob is None else _DECODER.decode(blob)
 
 
-def values(state: DeviceState, tx: TransactionLike, include_current: bool = True) -> list[float]:
-    """The device features of ``tx`` in :data:`NAMES` order (entries are sorted by time)."""
+def values(
+    state: DeviceState, tx: TransactionLike, out: FeatureValues, include_current: bool = True
+) -> None:
+    """Set the device features of ``tx`` in ``out`` by name (entries are sorted by time)."""
     t = tx.event_time
     end = bisect_right(state.times, t)
-    start = bisect_right(state.times, t - DISTINCT_WINDOW_MS, 0, end)
-    cards = set(state.cards[start:end])
-    if include_current:
-        cards.add(tx.card_id)
-    fraud = state.fraud_since is not None and state.fraud_since < t
-    return [float(len(cards)), float(fraud)]
+    for length, name in DISTINCT_WINDOWS:
+        start = bisect_right(state.times, t - length, 0, end)
+        cards = set(state.cards[start:end])
+        if include_current:
+            cards.add(tx.card_id)
+        setattr(out, name, float(len(cards)))
+    if FRAUD_SEEN:
+        fraud = state.fraud_since is not None and state.fraud_since < t
+        setattr(out, FRAUD_SEEN, float(fraud))
+
+
+def no_device_values(out: FeatureValues) -> None:
+    """Set the device features of a payment without a device: only its own card, no fraud seen."""
+    for _, name in DISTINCT_WINDOWS:
+        setattr(out, name, 1.0)
+    if FRAUD_SEEN:
+        setattr(out, FRAUD_SEEN, 0.0)
 
 
 def add(state: DeviceState, tx: TransactionLike, params: FeatureParams) -> None:
@@ -64,7 +83,7 @@ def add(state: DeviceState, tx: TransactionLike, params: FeatureParams) -> None:
     state.times.insert(i, tx.event_time)
     state.cards.insert(i, tx.card_id)
     state.clock = max(state.clock, tx.event_time)
-    horizon = state.clock - DISTINCT_WINDOW_MS - params.allowed_lateness_ms
+    horizon = state.clock - LONGEST_WINDOW_MS - params.allowed_lateness_ms
     k = bisect_right(state.times, horizon)
     if k:
         del state.times[:k]
@@ -72,13 +91,17 @@ def add(state: DeviceState, tx: TransactionLike, params: FeatureParams) -> None:
 
 
 def process(
-    state: DeviceState, tx: TransactionLike, duplicate: bool, params: FeatureParams
-) -> list[float]:
-    """One payment through the device stage; duplicates are read but not added."""
-    out = values(state, tx, include_current=not duplicate)
+    state: DeviceState,
+    tx: TransactionLike,
+    duplicate: bool,
+    params: FeatureParams,
+    out: FeatureValues,
+) -> None:
+    """One payment through the device stage (features set in ``out``); duplicates are read but
+    not added."""
+    values(state, tx, out, include_current=not duplicate)
     if not duplicate:
         add(state, tx, params)
-    return out
 
 
 def add_label(state: DeviceState, label: LabelLike) -> bool:

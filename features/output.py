@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.feature_set import PAYMENT_FEATURES
+from schemas.feature_set import PAYMENT_FEATURES, FeatureValues
 from schemas.records import Transaction
 
 FEATURE_SET_HASH = PAYMENT_FEATURES.spec_hash()
@@ -44,13 +44,13 @@ _DECODER = msgspec.json.Decoder(EnrichedFeatures)
 def build(
     tx: Transaction,
     *,
-    values: list[float],
+    values: FeatureValues,
     duplicate: bool,
     late: bool,
     watermark_lag_ms: int,
     computed_time: int,
 ) -> EnrichedFeatures:
-    """Assemble the record of transaction ``tx`` with its values in feature-set order."""
+    """Assemble the record of transaction ``tx``; ``features`` maps each name to its value."""
     return EnrichedFeatures(
         event_id=tx.event_id,
         event_time=tx.event_time,
@@ -61,7 +61,7 @@ def build(
         feature_set=PAYMENT_FEATURES.name,
         feature_set_version=PAYMENT_FEATURES.version,
         feature_set_hash=FEATURE_SET_HASH,
-        features=dict(zip(PAYMENT_FEATURES.names, values, strict=True)),
+        features=values.as_dict(),
         duplicate=duplicate,
         late=late,
         watermark_lag_ms=watermark_lag_ms,

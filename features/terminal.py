@@ -1,23 +1,49 @@
 """Per-terminal state and features: the Handbook's delayed-window count and fraud rate.
 
-For an event at t and n in 1/7/30 days the window is ``(t - 7d - n, t - 7d]``; the fraud rate is
-the share of the window's payments whose fraud label arrived before the event and became known
-(label ``event_time``) before t. Labels come from the label stream, joined in the job.
+For an event at t and a spec window of length n and delay d (the Handbook's: n = 1, 7, 30 days,
+d = 7 days) the window is ``(t - d - n, t - d]``; the fraud rate is the share of the window's
+payments whose fraud label arrived before the event and became known (label ``event_time``)
+before t. Labels come from the label stream, joined in the job. Windows come from the spec.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import dataclass
 
 import msgspec
 
 from features.events import FRAUD, LabelLike, TransactionLike
 from features.params import FeatureParams
-from schemas.feature_set import LABEL_DELAY_MS, MS_PER_DAY, PAYMENT_FEATURES, Key
+from features.plan import stage_features, windowed
+from schemas.feature_set import PAYMENT_FEATURES, Aggregation, FeatureValues, Key
 
-WINDOWS_MS = (MS_PER_DAY, 7 * MS_PER_DAY, 30 * MS_PER_DAY)
-RETENTION_MS = LABEL_DELAY_MS + WINDOWS_MS[-1]
-NAMES = tuple(f.name for f in PAYMENT_FEATURES.features if f.key is Key.TERMINAL)
+_FEATURES = stage_features(Key.TERMINAL, (Aggregation.TX_COUNT, Aggregation.FRAUD_RATE))
+
+
+@dataclass(frozen=True)
+class DelayedWindow:
+    """``(t - delay - length, t - delay]`` and its output names (``None``: not in the spec)."""
+
+    length_ms: int
+    delay_ms: int
+    count: str | None
+    fraud_rate: str | None
+
+
+def _windows() -> tuple[DelayedWindow, ...]:
+    count = windowed(_FEATURES, Aggregation.TX_COUNT)
+    rate = windowed(_FEATURES, Aggregation.FRAUD_RATE)
+    return tuple(
+        DelayedWindow(w[0], w[1], count=count.get(w), fraud_rate=rate.get(w))
+        for w in sorted({*count, *rate})
+    )
+
+
+WINDOWS = _windows()
+RETENTION_MS = max((w.delay_ms + w.length_ms for w in WINDOWS), default=0)
+"""Payments and labels are kept this long (plus the allowed lateness) behind the newest event."""
+NAMES = tuple(f.name for f in PAYMENT_FEATURES.features_of(Key.TERMINAL))
 
 
 class TerminalState(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -44,25 +70,20 @@ def decode(blob: bytes | None) -> TerminalState:
     return TerminalState() if blob is None else _DECODER.decode(blob)
 
 
-def values(state: TerminalState, tx: TransactionLike) -> list[float]:
-    """The terminal features of ``tx`` in :data:`NAMES` order (the current payment never counts)."""
+def values(state: TerminalState, tx: TransactionLike, out: FeatureValues) -> None:
+    """Set the terminal features of ``tx`` in ``out`` by name (the current payment never counts)."""
     t = tx.event_time
-    window_end = t - LABEL_DELAY_MS
     times = state.times
-    end = bisect_right(times, window_end)
-    counts = [end - bisect_right(times, window_end - length, 0, end) for length in WINDOWS_MS]
-    frauds = [0, 0, 0]
-    for tx_time, label_time in state.frauds.values():
-        age = window_end - tx_time
-        if label_time >= t or age < 0:
-            continue
-        for j, length in enumerate(WINDOWS_MS):
-            if age < length:
-                frauds[j] += 1
-    out: list[float] = []
-    for count, fraud in zip(counts, frauds, strict=True):
-        out += [float(count), min(1.0, fraud / count) if count else 0.0]
-    return out
+    known = [tx_time for tx_time, label_time in state.frauds.values() if label_time < t]
+    for window in WINDOWS:
+        window_end = t - window.delay_ms
+        end = bisect_right(times, window_end)
+        count = end - bisect_right(times, window_end - window.length_ms, 0, end)
+        if window.count:
+            setattr(out, window.count, float(count))
+        if window.fraud_rate:
+            frauds = sum(1 for tx_time in known if 0 <= window_end - tx_time < window.length_ms)
+            setattr(out, window.fraud_rate, min(1.0, frauds / count) if count else 0.0)
 
 
 def add(state: TerminalState, tx: TransactionLike, params: FeatureParams) -> None:
@@ -84,13 +105,17 @@ def prune(state: TerminalState, params: FeatureParams) -> None:
 
 
 def process(
-    state: TerminalState, tx: TransactionLike, duplicate: bool, params: FeatureParams
-) -> list[float]:
-    """One payment through the terminal stage; duplicates are read but not added."""
-    out = values(state, tx)
+    state: TerminalState,
+    tx: TransactionLike,
+    duplicate: bool,
+    params: FeatureParams,
+    out: FeatureValues,
+) -> None:
+    """One payment through the terminal stage (features set in ``out``); duplicates are read but
+    not added."""
+    values(state, tx, out)
     if not duplicate:
         add(state, tx, params)
-    return out
 
 
 def add_label(state: TerminalState, label: LabelLike, params: FeatureParams) -> bool:

@@ -37,7 +37,14 @@ from core.config import Guarantee, Settings
 from features.params import FeatureParams
 from jobs.entry import run_job_script
 from jobs.env import create_env
-from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
+from udfs.feature_stages import (
+    CardStage,
+    DeviceStage,
+    TerminalStage,
+    card_key,
+    device_key,
+    terminal_key,
+)
 from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
 
 JOB_NAME = "riskstream-features"
@@ -177,7 +184,7 @@ def build(
     dead_letters.sink_to(sinks.dead_letter).uid("features-dead-letter-sink").name("dead letters")
 
     cards = (
-        transactions.key_by(lambda tx: tx.card_id, Types.STRING())
+        transactions.key_by(card_key, Types.STRING())
         .process(CardStage(params), output_type=Types.PICKLED_BYTE_ARRAY())
         .uid("features-card")
         .name("card features")
@@ -195,7 +202,7 @@ def build(
         .name("device features")
     )
     features = (
-        devices.key_by(lambda record: record[0].terminal_id, Types.STRING())
+        devices.key_by(terminal_key, Types.STRING())
         .connect(labels.key_by(lambda label: label.terminal_id, Types.STRING()))
         .process(TerminalStage(params), output_type=Types.STRING())
         .uid("features-terminal")

@@ -1,10 +1,11 @@
 """Thin Flink wrappers of the pure feature logic: card -> device -> terminal keyed stages.
 
 Each stage holds ONE msgpack blob per key in a ValueState (one get and at most one put per event)
-and calls exactly the functions :mod:`features.compute` calls, so the stream and the Python
-driver compute the same features. Records between stages are ``(transaction, values, duplicate,
-late, watermark_lag_ms)`` tuples; the terminal stage emits the enriched-features JSON. Keys idle
-for ``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
+and calls its per-stage entry point in :mod:`features.stages`, the one the Python driver
+(:mod:`features.compute`) calls, so the stream and the driver compute the same features. Records
+between stages are ``(transaction, feature values struct, duplicate, late, watermark_lag_ms)``
+tuples; the terminal stage emits the enriched-features JSON. Keys idle for
+``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
 TTL), so a replay of history evicts exactly like the live run.
 """
 
@@ -17,15 +18,14 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedCoProcessFunction, KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from features import card, device, output, terminal
-from features.compute import event_values
+from features import card, device, output, stages, terminal
 from features.params import FeatureParams, cleanup_timer, is_late
-from schemas.feature_set import MS_PER_DAY
+from schemas.feature_set import MS_PER_DAY, FeatureValues
 from schemas.records import Label, Transaction
 from udfs.ingest import now_ms
 from udfs.java_gauge import JavaGauge
 
-StageRecord = tuple[Transaction, list[float], bool, bool, int]
+StageRecord = tuple[Transaction, FeatureValues, bool, bool, int]
 """(transaction, feature values so far, duplicate, late, watermark lag ms)."""
 TIMER_BUCKET_MS = MS_PER_DAY
 NO_LAG = -1
@@ -40,10 +40,19 @@ def blob_state(runtime_context: RuntimeContext, name: str) -> Any:
     return runtime_context.get_state(ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY()))
 
 
+def card_key(tx: Transaction) -> str:
+    """Key selector of the card stage (:func:`features.stages.card_key`)."""
+    return stages.card_key(tx)
+
+
 def device_key(record: StageRecord) -> str:
-    """Key of the device stage: the device, or the card for payments without a device."""
-    tx = record[0]
-    return tx.device_id if tx.device_id is not None else f"card:{tx.card_id}"
+    """Key selector of the device stage (:func:`features.stages.device_key`)."""
+    return stages.device_key(record[0])
+
+
+def terminal_key(record: StageRecord) -> str:
+    """Key selector of the terminal stage (:func:`features.stages.terminal_key`)."""
+    return stages.terminal_key(record[0])
 
 
 def _expire(state_handle: Any, decode: Callable[[Any], Any], timestamp: int, keep_ms: int) -> None:
@@ -78,7 +87,7 @@ class CardStage(KeyedProcessFunction):  # type: ignore[misc]
         """One payment: read the card blob, compute, write it back, emit the partial record."""
         state = card.decode(self._state.value())
         old_clock = state.clock
-        values, duplicate = card.process(state, tx, self.params)
+        values, duplicate = stages.card_stage(state, tx, self.params)
         if duplicate:
             self._duplicates.inc()
         else:
@@ -94,7 +103,7 @@ class CardStage(KeyedProcessFunction):  # type: ignore[misc]
             self._late.inc()
         self._lag = now_ms() - watermark if watermark >= 0 else NO_LAG
         self._lag_gauge.set(self._lag)
-        yield tx, event_values(tx) + values, duplicate, late, self._lag
+        yield tx, values, duplicate, late, self._lag
 
     def on_timer(
         self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext
@@ -110,25 +119,27 @@ class DeviceStage(KeyedCoProcessFunction):  # type: ignore[misc]
     def __init__(self, params: FeatureParams) -> None:
         self.params = params
         self._state: Any = None
+        self._loaded_clock = 0
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """State handle."""
         self._state = blob_state(runtime_context, "device")
 
+    def _load(self, _device_id: str) -> device.DeviceState:
+        """The current key's state (the entry point asks only for payments with a device)."""
+        state = device.decode(self._state.value())
+        self._loaded_clock = state.clock
+        return state
+
     def process_element1(
         self, record: StageRecord, ctx: KeyedCoProcessFunction.Context
     ) -> Iterator[StageRecord]:
-        """Append the device features; payments without a device touch no state."""
+        """Set the device features; payments without a device touch no state."""
         tx, values, duplicate = record[0], record[1], record[2]
-        if tx.device_id is None:
-            values.extend(device.NO_DEVICE_VALUES)
-        else:
-            state = device.decode(self._state.value())
-            old_clock = state.clock
-            values.extend(device.process(state, tx, duplicate, self.params))
-            if not duplicate:
-                self._state.update(device.encode(state))
-                self._timer(ctx, old_clock, state.clock)
+        changed = stages.device_stage(tx, duplicate, values, self.params, self._load)
+        if changed is not None:
+            self._state.update(device.encode(changed))
+            self._timer(ctx, self._loaded_clock, changed.clock)
         yield record
 
     def process_element2(
@@ -174,12 +185,11 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
     def process_element1(
         self, record: StageRecord, ctx: KeyedCoProcessFunction.Context
     ) -> Iterator[str]:
-        """Append the terminal features and emit the enriched-features record."""
+        """Set the terminal features and emit the enriched-features record."""
         tx, values, duplicate, late, lag = record
         state = terminal.decode(self._state.value())
         old_clock = state.clock
-        values.extend(terminal.process(state, tx, duplicate, self.params))
-        if not duplicate:
+        if stages.terminal_stage(state, tx, duplicate, values, self.params):
             self._state.update(terminal.encode(state))
             self._timer(ctx, old_clock, state.clock)
         enriched = output.build(

@@ -34,10 +34,9 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from bench.shapes.tiles import DELAY_HOURS, MS_PER_HOUR, RETENTION_HOURS, TileCache
-from features import card, device
-from features.compute import EVENT_NAMES, event_values
+from features import card, device, stages, terminal
 from features.params import FeatureParams, cleanup_timer, is_late
-from schemas.feature_set import MS_PER_DAY
+from schemas.feature_set import MS_PER_DAY, FeatureValues
 from schemas.records import Label, Transaction
 from udfs.ingest import now_ms
 
@@ -46,8 +45,6 @@ HEADER = struct.Struct("<BBH")
 TILES = MapStateDescriptor("tiles", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 DEVICE_TAG = OutputTag("with-device", Types.PICKLED_BYTE_ARRAY())
 FLOOR_DEVICE_TAG = OutputTag("floor-with-device", Types.STRING())
-DEVICE_AT = len(EVENT_NAMES) + len(card.NAMES)
-"""Position of the device features in the feature-set order (event, card, device, terminal)."""
 TIMER_BUCKET_MS = MS_PER_DAY
 CARD_MARK = '"card_id":"'
 TERMINAL_MARK = '"terminal_id":"'
@@ -195,7 +192,7 @@ def blob_state(runtime_context: RuntimeContext, name: str) -> Any:
 class CardWithTiles(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     """Keyed by card: dedup, late flag, event + card features (today's pure functions) and the
     terminal features from broadcast tiles; payments with a device go to :data:`DEVICE_TAG` when
-    ``route_devices`` (shape b), else device features are left out (shape a).
+    ``route_devices`` (shape b), else device features keep their missing value (shape a).
 
     Broadcast input: ``("t", hour, payload)`` count tiles from SQL and ``("l", Label)`` fraud
     labels. Both are written to broadcast state (fault tolerance) and to a Python cache; the cache
@@ -247,7 +244,7 @@ class CardWithTiles(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         blob = self._state.value()
         state = card.decode(blob)
         old_clock = state.clock
-        values, duplicate = card.process(state, tx, self.params)
+        values, duplicate = stages.card_stage(state, tx, self.params)
         timers = ctx.timer_service()
         if duplicate:
             self._duplicates.inc()
@@ -262,16 +259,18 @@ class CardWithTiles(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         late = watermark >= 0 and is_late(tx.event_time, watermark, self.params.allowed_lateness_ms)
         if late:
             self._late.inc()
-        out = event_values(tx) + values
-        out += tiles.values(tx.terminal_id, tx.event_time)
+        # The tiles return (count, fraud rate) per window in the spec's terminal feature order.
+        tile_values = tiles.values(tx.terminal_id, tx.event_time)
+        for name, value in zip(terminal.NAMES, tile_values, strict=True):
+            setattr(values, name, value)
         if tx.device_id is None:
             if self.route_devices:
-                out[DEVICE_AT:DEVICE_AT] = device.NO_DEVICE_VALUES
-            yield pack(tx.event_id, duplicate, late, out)
+                device.no_device_values(values)
+            yield pack(tx.event_id, duplicate, late, list(values.vector()))
         elif self.route_devices:
-            yield DEVICE_TAG, (tx, duplicate, late, out)
-        else:
-            yield pack(tx.event_id, duplicate, late, out)
+            yield DEVICE_TAG, (tx, duplicate, late, values)
+        else:  # shape a: the device features keep their missing value
+            yield pack(tx.event_id, duplicate, late, list(values.vector()))
 
     def process_broadcast_element(
         self, value: Any, ctx: KeyedBroadcastProcessFunction.Context
@@ -322,17 +321,17 @@ class DeviceTail(KeyedCoProcessFunction):  # type: ignore[misc]
         self._state = blob_state(runtime_context, "device")
 
     def process_element1(
-        self, record: tuple[Transaction, bool, bool, list[float]], ctx: Any
+        self, record: tuple[Transaction, bool, bool, FeatureValues], ctx: Any
     ) -> Iterator[bytes]:
         """Device features of one payment (today's pure functions)."""
-        tx, duplicate, late, out = record
+        tx, duplicate, late, values = record
         state = device.decode(self._state.value())
         old_clock = state.clock
-        out[DEVICE_AT:DEVICE_AT] = device.process(state, tx, duplicate, self.params)
+        device.process(state, tx, duplicate, self.params, values)
         if not duplicate:
             self._state.update(device.encode(state))
             self._timer(ctx, old_clock, state.clock)
-        yield pack(tx.event_id, duplicate, late, out)
+        yield pack(tx.event_id, duplicate, late, list(values.vector()))
 
     def process_element2(self, label: Label, ctx: Any) -> Iterator[bytes]:
         """Remember a fraud label of the device."""

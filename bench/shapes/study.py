@@ -47,11 +47,10 @@ from core import jars
 from core.config import Settings, TopicSettings, replace, with_overrides
 from core.net import free_port
 from core.progress import Progress
-from features import card, device, terminal
-from features.compute import EVENT_NAMES
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.process import descendants, process_matches
 from riskstream.simulate_kafka import produce
+from schemas.feature_set import PAYMENT_FEATURES
 from training.simulator.generate import simulate
 
 TRAFFIC = {"profile": "realistic", "days": 60, "cards": 7_000, "seed": 16}
@@ -462,9 +461,9 @@ class Runner:
 
 
 def feature_names(shape: str) -> tuple[str, ...]:
-    """Names of the packed values of the real tile shapes (a: no device features)."""
-    device_names = device.NAMES if shape == "b" else ()
-    return EVENT_NAMES + card.NAMES + device_names + terminal.NAMES
+    """Names of the packed values of the real tile shapes: the feature set (in shape a the
+    device features keep their missing value)."""
+    return PAYMENT_FEATURES.names
 
 
 def restore_check(runner: Runner, shape: str, reference: RunResult) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from features import card
+from features import card, stages
 from features.compute import compute_features
 from features.params import FeatureParams, is_late
 from schemas.feature_set import MISSING
@@ -106,11 +106,11 @@ def test_eviction_by_event_time_and_what_a_very_late_event_then_sees() -> None:
     params = FeatureParams(allowed_lateness_ms=H)
     state = card.CardState()
     for tx in (Tx("a", T0), Tx("b", T0 + 10 * D), Tx("c", T0 + 30 * D + 2 * H)):
-        card.process(state, tx, params)
+        stages.card_stage(state, tx, params)
     assert state.times == [T0 + 10 * D, T0 + 30 * D + 2 * H]  # a fell out of 30 d + lateness
     very_late = Tx("z", T0 + H)
-    values, duplicate = card.process(state, very_late, params)
-    out = dict(zip(card.NAMES, values, strict=True))
+    values, duplicate = stages.card_stage(state, very_late, params)
+    out = values.as_dict()
     assert not duplicate and out["tx_count_by_card_1d"] == 1  # a is gone: only itself
     assert "a" not in state.ids
 
@@ -118,8 +118,8 @@ def test_eviction_by_event_time_and_what_a_very_late_event_then_sees() -> None:
 def test_profile_and_dedup_entries_are_evicted() -> None:
     params = FeatureParams(profile_retention_ms=10 * D, dedup_horizon_ms=D)
     state = card.CardState()
-    card.process(state, Tx("a", T0, mcc="1111"), params)
-    card.process(state, Tx("b", T0 + 11 * D, mcc="2222"), params)
+    stages.card_stage(state, Tx("a", T0, mcc="1111"), params)
+    stages.card_stage(state, Tx("b", T0 + 11 * D, mcc="2222"), params)
     assert set(state.mccs) == {"2222"} and set(state.ids) == {"b"}
 
 
@@ -161,7 +161,7 @@ def test_new_merchant_category_and_new_device() -> None:
 def test_state_blob_round_trips_and_stays_small() -> None:
     state = card.CardState()
     for i in range(120):
-        card.process(state, Tx(f"e{i}", T0 + i * 6 * H, amount=12.5), FeatureParams())
+        stages.card_stage(state, Tx(f"e{i}", T0 + i * 6 * H, amount=12.5), FeatureParams())
     blob = card.encode(state)
     assert card.decode(blob) == state
     assert card.decode(None) == card.CardState()

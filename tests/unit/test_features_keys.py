@@ -6,9 +6,10 @@ import pickle
 
 import pytest
 
-from features import card, device, terminal
+from features import card, device, stages, terminal
 from features.compute import FeaturePipeline, FeatureRow, compute_features
 from features.params import FeatureParams
+from schemas.feature_set import PaymentFeatureValues
 from tests.unit.features_helpers import MIN, T0, D, H, Label, Tx, online
 
 
@@ -97,10 +98,10 @@ def test_terminal_delayed_windows_and_fraud_rate_from_late_labels() -> None:
 def test_terminal_state_evicts_payments_and_labels_by_event_time() -> None:
     params = FeatureParams(allowed_lateness_ms=H)
     state = terminal.TerminalState()
-    terminal.process(state, Tx("a", T0), False, params)
+    stages.terminal_stage(state, Tx("a", T0), False, PaymentFeatureValues(), params)
     terminal.add_label(state, Label(T0 + D, "a", T0), params)
     assert "a" in state.frauds
-    terminal.process(state, Tx("b", T0 + 38 * D), False, params)
+    stages.terminal_stage(state, Tx("b", T0 + 38 * D), False, PaymentFeatureValues(), params)
     assert state.times == [T0 + 38 * D] and state.frauds == {}
     assert terminal.decode(terminal.encode(state)) == state
 
