@@ -37,6 +37,10 @@ format: install ## apply ruff's formatting and safe fixes
 config-docs: install ## regenerate core/resources/riskstream.yaml and docs/configuration.md's reference from the settings model
 	$(BIN)/python -m core.config_doc --write
 
+.PHONY: golden
+golden: install ## regenerate the golden files of the feature spec (schemas/json/feature_set.*.json)
+	$(BIN)/python -m schemas.feature_set
+
 test: jars lint ## set everything up, lint, then run the whole suite on the real Kafka and Flink
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -205,8 +205,16 @@ class Feature:
 
     @property
     def aggregation(self) -> Aggregation | None:
-        """What the feature computes; ``None`` for an event column no stage computes."""
-        return _AGGREGATIONS.get(self.base)
+        """What the feature computes; ``None`` for an event column no stage computes (a training
+        table's column may be named like a keyed aggregation: it is still just a column)."""
+        found = _AGGREGATIONS.get(self.base)
+        if (
+            found is not None
+            and self.key is Key.EVENT
+            and Key.EVENT not in AGGREGATION_RULES[found].keys
+        ):
+            return None
+        return found
 
     @property
     def name(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pickle
 
@@ -103,12 +104,17 @@ def test_golden_json_matches_the_definition() -> None:
 
 
 def test_hash_is_stable_and_sensitive_to_every_definition() -> None:
-    rebuilt = FeatureSet(PAYMENT_FEATURES.name, 1, PAYMENT_FEATURES.features)
+    name, version, features = (
+        PAYMENT_FEATURES.name,
+        PAYMENT_FEATURES.version,
+        PAYMENT_FEATURES.features,
+    )
+    rebuilt = FeatureSet(name, version, features)
     assert rebuilt.spec_hash() == PAYMENT_FEATURES.spec_hash()
-    changed_meaning = dataclasses.replace(PAYMENT_FEATURES.features[0], meaning="other")
-    changed = FeatureSet("payment_features", 1, (changed_meaning, *PAYMENT_FEATURES.features[1:]))
+    changed_meaning = dataclasses.replace(features[0], meaning="other")
+    changed = FeatureSet(name, version, (changed_meaning, *features[1:]))
     assert changed.spec_hash() != PAYMENT_FEATURES.spec_hash()
-    bumped = FeatureSet("payment_features", 2, PAYMENT_FEATURES.features)
+    bumped = FeatureSet(name, version + 1, features)
     assert bumped.spec_hash() != PAYMENT_FEATURES.spec_hash()
 
 
@@ -125,6 +131,8 @@ def test_every_keyed_feature_carries_a_known_aggregation_and_its_window() -> Non
     assert terminal.aggregation is Aggregation.TX_COUNT and terminal.base == "tx_count"
     column = Feature("v17", Dtype.FLOAT, Key.EVENT, "a training table's column")
     assert column.aggregation is None and column.name == "v17"
+    named_like_a_count = Feature("tx_count", Dtype.FLOAT, Key.EVENT, "a column called tx_count")
+    assert named_like_a_count.aggregation is None
 
 
 def test_the_values_struct_is_set_by_name_in_feature_set_order() -> None:
@@ -138,3 +146,18 @@ def test_the_values_struct_is_set_by_name_in_feature_set_order() -> None:
     with pytest.raises(AttributeError):
         values.amount_sum_by_card_1y = 1.0  # type: ignore[attr-defined]
     assert pickle.loads(pickle.dumps(values)) == values
+
+
+def test_every_stored_version_is_a_consistent_rendering() -> None:
+    """Earlier versions' files stay as the record of what their models computed: each file's
+    stored hash is the hash of its body, and the current version's file is among them."""
+    files = sorted(
+        PAYMENT_FEATURES.json_path.parent.glob(f"feature_set.{PAYMENT_FEATURES.name}.v*.json")
+    )
+    assert PAYMENT_FEATURES.json_path in files
+    for path in files:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        body = {k: v for k, v in document.items() if k != "spec_hash"}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        assert hashlib.sha256(canonical.encode("utf-8")).hexdigest() == document["spec_hash"], path
+        assert path.name == f"feature_set.{document['name']}.v{document['version']}.json"
