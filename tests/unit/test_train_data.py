@@ -14,7 +14,7 @@ from core.progress import Progress
 from features import output
 from features import table as feature_table
 from riskstream.cli import main
-from schemas.feature_set import PAYMENT_FEATURES
+from schemas.feature_set import PAYMENT_FEATURES, PaymentFeatureValues
 from tests.conftest import TINY_SPLIT
 from training.data import TrainingData, load_training_data
 from training.simulator import encode, writers
@@ -34,7 +34,7 @@ def _write_backfill(out: Path, tiny_data: TrainingData, tiny_settings: Settings)
     records = [
         output.build(
             tx,
-            values=by_id.loc[tx.event_id].tolist(),
+            values=PaymentFeatureValues(**by_id.loc[tx.event_id].to_dict()),
             duplicate=False,
             late=False,
             watermark_lag_ms=-1,
