@@ -361,7 +361,7 @@ _D30 = Window(30 * MS_PER_DAY)
 
 PAYMENT_FEATURES = FeatureSet(
     name="payment_features",
-    version=1,
+    version=2,
     features=(
         Feature(A.EVENT_AMOUNT, Dtype.FLOAT, Key.EVENT, "amount of the payment"),
         Feature(A.EVENT_HOUR_OF_DAY, Dtype.INT, Key.EVENT, "UTC hour of the event time, 0-23"),
@@ -372,6 +372,13 @@ PAYMENT_FEATURES = FeatureSet(
             A.EVENT_IS_NIGHT, Dtype.BOOL, Key.EVENT, "1 if the UTC hour is <= 6 (Handbook night)"
         ),
         *_card_windowed(),
+        Feature(
+            A.AMOUNT_SUM,
+            Dtype.FLOAT,
+            Key.CARD,
+            "sum of the card's amounts in window",
+            Window(6 * MS_PER_HOUR),
+        ),
         Feature(A.AMOUNT_RATIO, Dtype.FLOAT, Key.CARD, "amount / card mean amount in window", _D30),
         Feature(A.SECONDS_SINCE_PREV, Dtype.FLOAT, Key.CARD, "seconds since the previous payment"),
         Feature(
@@ -408,7 +415,7 @@ PAYMENT_FEATURES = FeatureSet(
         *_terminal_delayed(),
     ),
 )
-"""The feature set the scoring models consume (version 1)."""
+"""The feature set the scoring models consume (version 2: v1 plus ``amount_sum_by_card_6h``)."""
 
 PaymentFeatureValues = PAYMENT_FEATURES.values_type("PaymentFeatureValues", __name__)
 """The values of one payment's :data:`PAYMENT_FEATURES`, set by name by the stages."""
