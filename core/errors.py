@@ -17,6 +17,11 @@ class JarError(RiskstreamError):
     """A jar from the manifest could not be fetched, or its checksum does not match."""
 
 
+class ToolError(RiskstreamError):
+    """A pinned program (core/resources/tools.toml) could not be fetched, or its checksum does
+    not match."""
+
+
 class PortInUseError(RiskstreamError):
     """A port the broker or cluster needs is already taken by another process."""
 

@@ -268,6 +268,19 @@ class FlinkSettings(Section):
     """Rows per Arrow batch handed to vectorized (pandas) UDFs."""
     start_timeout_s: float = Field(default=90.0, gt=0)
     """Seconds to wait for the cluster's REST endpoint after start."""
+    heartbeat_interval_ms: Positive = 1_000
+    """How often the JobManager and TaskManagers exchange heartbeats (Flink's default is 10 s). A
+    TaskManager killed without a goodbye is noticed after heartbeat_rpc_failures failed heartbeat
+    RPCs in a row, so this sets the recovery time after a lost machine (docs/operations.md)."""
+    heartbeat_timeout_ms: Positive = 10_000
+    """A TaskManager that answers no heartbeat for this long is declared lost (default 50 s)."""
+    heartbeat_rpc_failures: Positive = 2
+    """Failed heartbeat RPCs in a row (connection refused: the process is gone) after which a
+    TaskManager is declared lost without waiting for heartbeat_timeout_ms."""
+    local_recovery: bool = True
+    """Keep a local copy of each checkpoint on the TaskManager, so a job restarted on a
+    TaskManager that survived restores its state from local disk instead of the checkpoint
+    directory."""
 
 
 class CheckpointSettings(Section):
@@ -285,13 +298,47 @@ class CheckpointSettings(Section):
     """Checkpoint directory; empty means <run_dir>/checkpoints."""
     restart_attempts: Annotated[int, Field(ge=0)] = 10
     """Restart attempts after a failure..."""
-    restart_delay_ms: Millis = 1000
-    """... and the delay between them."""
+    restart_delay_ms: Millis = 500
+    """... and the delay between them. A restart while no slot is free (a lost TaskManager's
+    replacement still starting) fails at once and uses up an attempt, so attempts x delay should
+    outlast a TaskManager start; `riskstream cluster add-taskmanager` keeps a standby with free
+    slots so the first attempt finds one."""
     restore_from: str = ""
     """Savepoint or retained checkpoint (a savepoint-... or chk-N directory) to start the job
     from; empty starts fresh. Usually given as `riskstream run --from-savepoint PATH`."""
     allow_non_restored_state: bool = False
     """Start even if some state of the savepoint belongs to no operator of the new job."""
+
+
+class MetricsSettings(Section):
+    """Flink's Prometheus reporter in every job, and the local Prometheus server of
+    `riskstream observe` that scrapes it (metric names: docs/observability.md)."""
+
+    reporter: bool = True
+    """Expose each job's metrics with Flink's Prometheus reporter (the metrics-prometheus plugin of
+    the Flink distribution). The reporter listens on every interface of the machine."""
+    port: Port = 9249
+    """First reporter port of the local cluster: the JobManager and each TaskManager take the
+    first free port of port .. port + port_count - 1 (container images use 9249 in each
+    container)."""
+    port_count: Positive = 4
+    """How many reporter ports the cluster's processes may take (JobManager, TaskManager and
+    standby TaskManagers)."""
+    local_port: Port = 9259
+    """Reporter port of a job on the mini-cluster (`riskstream run`, the demo)."""
+    prometheus_port: Port = 9090
+    """Port of the local Prometheus server (`riskstream observe start`, bound to 127.0.0.1)."""
+    scrape_interval_s: Positive = 5
+    """How often Prometheus scrapes the reporters."""
+    retention: str = "2d"
+    """How long the local Prometheus keeps samples (its --storage.tsdb.retention.time)."""
+    start_timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds to wait for the local Prometheus to answer after start."""
+
+    @property
+    def cluster_ports(self) -> range:
+        """The reporter ports of the local cluster's processes."""
+        return range(self.port, self.port + self.port_count)
 
 
 class SkeletonSettings(Section):
@@ -646,6 +693,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     flink: FlinkSettings = FlinkSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    metrics: MetricsSettings = MetricsSettings()
     skeleton: SkeletonSettings = SkeletonSettings()
     features: FeatureJobSettings = FeatureJobSettings()
     simulator: SimulatorSettings = SimulatorSettings()

@@ -23,6 +23,8 @@ from core.errors import ConfigError
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
 
+PROMETHEUS_REPORTER = "prom"
+PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 # Set by Flink's CLI when it runs a Python program (`flink run -py`): the job goes to a cluster.
 SUBMITTED_ENV_VAR = "PYFLINK_GATEWAY_PORT"
 LOOPBACK = "127.0.0.1"
@@ -92,6 +94,8 @@ def job_configuration(settings: Settings) -> dict[str, str]:
         "restart-strategy.fixed-delay.attempts": str(ckpt.restart_attempts),
         "restart-strategy.fixed-delay.delay": f"{ckpt.restart_delay_ms} ms",
     }
+    if ckpt.interval_ms > 0 and flink.local_recovery:
+        conf["execution.checkpointing.local-backup.enabled"] = "true"
     if ckpt.restore_from:
         conf["execution.state-recovery.path"] = restore_path(ckpt.restore_from)
         conf["execution.state-recovery.ignore-unclaimed-state"] = str(
@@ -103,17 +107,48 @@ def job_configuration(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def prometheus_reporter_jar() -> Path | None:
+    """The Prometheus reporter jar of the pip distribution's ``plugins/metrics-prometheus``."""
+    import pyflink
+
+    plugin = Path(pyflink.__file__).resolve().parent / "plugins" / "metrics-prometheus"
+    return next(iter(sorted(plugin.glob("flink-metrics-prometheus-*.jar"))), None)
+
+
+def reporter_configuration(settings: Settings, ports: str) -> dict[str, str]:
+    """Flink's Prometheus reporter (the distribution's metrics-prometheus plugin) on ``ports``
+    (one port or a range ``a-b``: each process takes the first free one); empty if disabled."""
+    if not settings.metrics.reporter:
+        return {}
+    prefix = f"metrics.reporter.{PROMETHEUS_REPORTER}"
+    return {f"{prefix}.factory.class": PROMETHEUS_FACTORY, f"{prefix}.port": ports}
+
+
+def cluster_configuration(settings: Settings) -> dict[str, str]:
+    """Options of the standalone cluster's processes: failure detection and the reporter ports."""
+    flink = settings.flink
+    ports = settings.metrics.cluster_ports
+    return {
+        "heartbeat.interval": str(flink.heartbeat_interval_ms),
+        "heartbeat.timeout": str(flink.heartbeat_timeout_ms),
+        "heartbeat.rpc-failure-threshold": str(flink.heartbeat_rpc_failures),
+        **reporter_configuration(settings, f"{ports.start}-{ports.stop - 1}"),
+    }
+
+
 def submitted_to_cluster() -> bool:
     """Whether this program runs under ``flink run`` (else it runs on a local mini-cluster)."""
     return SUBMITTED_ENV_VAR in os.environ
 
 
 def local_configuration(settings: Settings) -> dict[str, str]:
-    """Options only a mini-cluster run needs: its REST endpoint, for ``riskstream stop``."""
+    """Options only a mini-cluster run needs: its REST endpoint, for ``riskstream stop``, and
+    its Prometheus reporter on ``metrics.local_port``."""
     return {
         "rest.address": LOOPBACK,
         "rest.bind-address": LOOPBACK,
         "rest.port": str(settings.flink.local_rest_port),
+        **reporter_configuration(settings, str(settings.metrics.local_port)),
     }
 
 
@@ -135,6 +170,11 @@ def create_env(
     for key, value in (options | (extra or {})).items():
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
+    reporter = prometheus_reporter_jar()
+    if settings.metrics.reporter and not submitted_to_cluster() and reporter is not None:
+        # The mini-cluster finds reporters on the classpath only (it has no plugin manager;
+        # "Available factories: []" in its log otherwise); a cluster loads the plugin directory.
+        env.add_jars(reporter.as_uri())
     if connectors:
         env.add_jars(jars.connector_jar(settings).as_uri())
     return env

@@ -46,6 +46,7 @@ from udfs.feature_stages import (
     terminal_key,
 )
 from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
+from udfs.metrics import DeadLetterMetrics
 
 JOB_NAME = "riskstream-features"
 
@@ -181,7 +182,12 @@ def build(
     dead_letters = transactions.get_side_output(DEAD_LETTER_TAG).union(
         labels.get_side_output(DEAD_LETTER_TAG)
     )
-    dead_letters.sink_to(sinks.dead_letter).uid("features-dead-letter-sink").name("dead letters")
+    counted = (
+        dead_letters.map(DeadLetterMetrics(), output_type=Types.STRING())
+        .uid("features-dead-letter-metrics")
+        .name("count dead letters")
+    )
+    counted.sink_to(sinks.dead_letter).uid("features-dead-letter-sink").name("dead letters")
 
     cards = (
         transactions.key_by(card_key, Types.STRING())

@@ -45,6 +45,11 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
                 "local_rest_port": free_port(),
             },
             "checkpoint": {"interval_ms": 2000},
+            "metrics": {
+                "port": free_port(),
+                "local_port": free_port(),
+                "prometheus_port": free_port(),
+            },
         },
         environ={},
     )

@@ -17,12 +17,13 @@ from typing import Any
 
 import msgspec
 from pyflink.common import Row, Types
-from pyflink.datastream import OutputTag, ProcessFunction
+from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import MAX_REASON_CODES, SCHEMA_VERSION, Decision, PredictionLog
 from scoring import stacking
 from scoring.fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
+from udfs import metrics
 from udfs.analytics.records import ScoredPayment
 
 PREDICTION_LOG_TAG = OutputTag("prediction-log", Types.STRING())
@@ -59,6 +60,12 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
     def __init__(self, source_name: str, analytics: bool = True) -> None:
         self.source_name = source_name
         self.analytics = analytics
+        self._latency = metrics.LatencyHistogram(None, ())  # records once open() ran
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """The per-stage latency histograms (:mod:`udfs.metrics`)."""
+        stages = (metrics.STAGE_FEATURES, metrics.STAGE_SCORE, metrics.STAGE_TOTAL)
+        self._latency = metrics.LatencyHistogram(runtime_context.get_metrics_group(), stages)
 
     def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         """Emit the outputs of one payment."""
@@ -91,6 +98,9 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             event_latency_ms=now - int(row["event_time"]),
         )
         decision_json = _ENCODER.encode(decision).decode()
+        self._latency.update(metrics.STAGE_FEATURES, received - decision.event_time)
+        self._latency.update(metrics.STAGE_SCORE, decision.processing_latency_ms)
+        self._latency.update(metrics.STAGE_TOTAL, decision.event_latency_ms)
         yield decision_json
         log = PredictionLog(
             event_id=f"{ident}-log",

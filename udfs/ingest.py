@@ -21,6 +21,7 @@ from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 from core.errors import SchemaError
 from schemas.records import DeadLetter
 from schemas.validation import RecordSchemaError, decode
+from udfs import metrics
 
 DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
 UNKNOWN_POSITION = -1
@@ -75,13 +76,23 @@ class ValidateRecords(ProcessFunction):  # type: ignore[misc]
         self.source = source
         self.max_future_skew_ms = max_future_skew_ms
         self._rejected: Any = None
+        self._events_in: Any = None
+        self._latency: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """Register the rejected-records counter."""
-        self._rejected = runtime_context.get_metrics_group().counter("deadLettered")
+        group = runtime_context.get_metrics_group()
+        self._rejected = group.counter("deadLettered")
+        self._events_in = metrics.counter(
+            group, metrics.EVENTS_IN, metrics.LABEL_RECORD_TYPE, self.record_type
+        )
+        self._latency = metrics.LatencyHistogram(group, (metrics.STAGE_INGEST,))
 
     def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterator[Any]:
         """Yield the decoded record, or ``(DEAD_LETTER_TAG, json)``."""
+        self._events_in.inc()
+        if ctx.timestamp() is not None:
+            self._latency.update(metrics.STAGE_INGEST, now_ms() - ctx.timestamp())
         try:
             record = decode(self.record_type, value)
         except RecordSchemaError as exc:

@@ -9,6 +9,7 @@ decided in a degraded mode (:mod:`scoring.scorer`). Counters go to Flink's metri
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from scoring import stacking
 from scoring.explain import LinearExplainer
-from scoring.fields import MODE_SHED, RESULT_NAMES, SCORE_PREFIX
+from scoring.fields import APPROVE, BLOCK, MODE_SHED, RESULT_NAMES, SCORE_PREFIX, STEP_UP
 from scoring.registry import load_champion
 from scoring.scorer import Scorer, ScoringPolicy
+from udfs import metrics
 
 _STRINGS = {"decision", "mode", "reasons", "model_version"}
 RESULT_FIELDS = tuple(
@@ -38,6 +40,8 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         self.policy = policy
         self._scorer: Scorer | None = None
         self._counters: dict[str, Any] = {}
+        self._decisions: metrics.LabelledCounters | None = None
+        self._open_circuits = 0
 
     def open(self, function_context: FunctionContext) -> None:
         """Load and verify the champion models once per worker; register the counters."""
@@ -51,6 +55,12 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         group = function_context.get_metric_group().add_group("scoring")
         for name in ("rows", "degradedRows", "shedBatches", "modelFailures"):
             self._counters[name] = group.counter(name)
+        root = function_context.get_metric_group()
+        self._decisions = metrics.LabelledCounters(
+            root, metrics.DECISIONS, metrics.LABEL_DECISION, fixed=(APPROVE, STEP_UP, BLOCK)
+        )
+        # Process mode (pandas UDF): the callback runs in this worker; Java keeps the value.
+        root.add_group(metrics.GROUP).gauge(metrics.BREAKER_OPEN, lambda: self._open_circuits)
 
     def eval(self, computed_time: pd.Series, *features: pd.Series) -> pd.DataFrame:
         """Score one batch; the lag that drives load shedding is measured on its oldest row."""
@@ -68,6 +78,10 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
             self._counters["shedBatches"].inc()
         if result.failed_models:
             self._counters["modelFailures"].inc(len(result.failed_models))
+        self._open_circuits = len(result.open_circuits)
+        if self._decisions is not None:
+            for outcome, count in Counter(result.decision.tolist()).items():
+                self._decisions.inc(str(outcome), count)
         frame = {
             "probability": result.probability,
             "decision": result.decision.astype(str),

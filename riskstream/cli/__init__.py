@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "riskstream.cli.jars_cmd",
     "riskstream.cli.kafka_cmd",
     "riskstream.cli.cluster_cmd",
+    "riskstream.cli.observe_cmd",
     "riskstream.cli.run_cmd",
     "riskstream.cli.demo_cmd",
     "riskstream.cli.simulate_cmd",

@@ -24,7 +24,7 @@ import yaml
 
 from core.config import Settings
 from core.errors import JobError, ServiceError
-from jobs.env import job_configuration, python_path
+from jobs.env import cluster_configuration, job_configuration, python_path
 from riskstream.infra import process
 
 LOOPBACK = "127.0.0.1"
@@ -158,6 +158,7 @@ class LocalCluster:
             "web.tmpdir": str(self.home / "web"),
             "classloader.parent-first-patterns.additional": PARENT_FIRST_PATTERNS,
             **job_configuration(self.settings),
+            **cluster_configuration(self.settings),
             **self.extra_config,
         }
         for key, value in values.items():
