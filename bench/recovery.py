@@ -8,15 +8,17 @@ small champion, and submits the scoring job (parallelism 1, RocksDB incremental 
    (the feature stages run about 1-2k events/s here, so one payment per card keeps the run short);
    once every payment is decided, the next completed checkpoints' end-to-end duration, full state
    size and incrementally checkpointed size are read from ``/jobs/<id>/checkpoints``;
-2. **recovery**: live payments at ``RATE_PER_S`` (event time = now), then the TaskManager is
-   SIGKILLed and a new one is started at once (as an operator or Kubernetes would). recovery_s is
-   the time from the kill to the first decision of a payment sent after the kill (also reported:
-   to the first decision of any payment appended after it). Payments and decisions use
-   LogAppendTime, so times are the broker's.
+2. **recovery**: the cluster runs a standby TaskManager with free slots (``riskstream cluster
+   add-taskmanager``); live payments at ``RATE_PER_S`` (event time = now), then the TaskManager
+   running the job is SIGKILLed. recovery_s is the time from the kill to the first decision of a
+   payment sent after the kill (also reported: to the first decision of any payment appended after
+   it). Payments and decisions use LogAppendTime, so times are the broker's. The timeline says
+   where the time goes: loss detected (the job's exception history), checkpoint restored, every
+   task RUNNING again (polled), first decision.
 
 The JobManager notices a dead TaskManager when heartbeat RPCs to it fail
-(``heartbeat.rpc-failure-threshold`` = 2 in a row, every ``heartbeat.interval``); the bench runs
-the cluster with a 1 s interval (Flink's default is 10 s, so detection alone takes ~20 s).
+(``flink.heartbeat_rpc_failures`` in a row, every ``flink.heartbeat_interval_ms``); the bench runs
+with the settings' defaults (1 s, 2 failures; Flink's defaults take ~20 s to detect).
 
 Run from the repo root: ``python -m bench.recovery``; writes ``bench/results/recovery.json``.
 """
@@ -24,10 +26,12 @@ Run from the repo root: ``python -m bench.recovery``; writes ``bench/results/rec
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -38,7 +42,7 @@ from core.config import Settings, with_overrides
 from core.net import free_port
 from riskstream import jobrunner
 from riskstream.demo import ensure_champion
-from riskstream.infra.cluster import LocalCluster
+from riskstream.infra.cluster import ROLE_ACTIVE, LocalCluster
 from riskstream.infra.process import wait_until
 from riskstream.infra.rest import CheckpointStats, FlinkRest
 from riskstream.live import live_topics
@@ -53,11 +57,6 @@ RATE_PER_S = 50.0
 BEFORE_KILL_S = 10.0
 CHECKPOINT_MS = 5_000
 NO_SHEDDING_MS = 3_600_000
-HEARTBEAT = {"heartbeat.interval": "1000", "heartbeat.timeout": "10000"}
-# A restart while no TaskManager is registered fails at once (NoResourceAvailableException) and
-# uses up an attempt: attempts x delay must outlast the replacement TaskManager's start.
-RESTART_ATTEMPTS = 120
-RESTART_DELAY_MS = 1000
 JOB_START_S = 300.0
 BACKLOG_S = 600.0
 RECOVERY_S = 180.0
@@ -205,10 +204,46 @@ def _next_checkpoints(rest: FlinkRest, job_id: str, count: int) -> list[Checkpoi
     return seen
 
 
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+_STEPS = {
+    "first task deploying": "switched from CREATED to DEPLOYING",
+    "first task initializing": "switched from DEPLOYING to INITIALIZING",
+    "last task running": "switched from INITIALIZING to RUNNING",
+}
+
+
+def _task_steps(cluster: LocalCluster, after_ms: int) -> dict[str, int]:
+    """When the TaskManagers' logs say the restarted tasks reached each state (epoch ms): the
+    first deploying, the first initializing (artifacts in place, operators opening: Python,
+    models, state restore), the last running."""
+    found: dict[str, list[int]] = {step: [] for step in _STEPS}
+    for log in cluster.log_dir.glob("*taskexecutor*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            stamp = _LOG_TIME.match(line)
+            if stamp is None:
+                continue
+            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+            at_ms = int(at.timestamp() * 1000)
+            for step, text in _STEPS.items():
+                if at_ms >= after_ms and text in line:
+                    found[step].append(at_ms)
+    pick = {"last task running": max}
+    return {step: pick.get(step, min)(times) for step, times in found.items() if times}
+
+
+def _tasks_running_again(rest: FlinkRest, job_id: str, kill_ms: int) -> int:
+    """Wall ms when every task runs again after the kill: first seen not running (the loss was
+    noticed), then running."""
+    wait_until(lambda: not rest.tasks_running(job_id), RECOVERY_S, "the loss", poll_s=POLL_S)
+    wait_until(lambda: rest.tasks_running(job_id), RECOVERY_S, "tasks running", poll_s=POLL_S)
+    return max(int(time.time() * 1000), kill_ms)
+
+
 def run(settings: Settings) -> dict[str, Any]:
     """Start the cluster and the job, measure, stop; returns the figures and details."""
-    cluster = LocalCluster(settings, extra_config=HEARTBEAT)
+    cluster = LocalCluster(settings)
     cluster.start()
+    cluster.start_taskmanager()  # the standby
     rest = FlinkRest(cluster.rest_url)
     decisions = Decisions(settings)
     sender = Sender(settings)
@@ -236,25 +271,43 @@ def run(settings: Settings) -> dict[str, Any]:
         sender.start_paced(RATE_PER_S)
         time.sleep(BEFORE_KILL_S)
         before = rest.checkpoints(job_id)
+        active = [p.pid for p in cluster.processes() if p.role == ROLE_ACTIVE]
         kill_ms = int(time.time() * 1000)
-        cluster.kill_taskmanager()
-        cluster.start_taskmanager()
-        tm_started_s = time.time() - kill_ms / 1000
+        cluster.kill_taskmanager(active[-1] if active else None)
+        running_ms = _tasks_running_again(rest, job_id, kill_ms)
         wait_until(
             lambda: decisions.first_after(kill_ms, sent_after=True) is not None,
             RECOVERY_S,
             "a decision after the kill",
             poll_s=POLL_S,
         )
-        any_ms = decisions.first_after(kill_ms, sent_after=False) or 0
         new_ms = decisions.first_after(kill_ms, sent_after=True) or 0
         sender.stop()
         restored = rest.checkpoints(job_id)
         restarts = rest.job_metric(job_id, "numRestarts")
+        failures = [f for f in rest.failures(job_id) if f.timestamp_ms >= kill_ms]
+        detected = [f.timestamp_ms for f in failures]
+        restore_ms = rest.restore_timestamp(job_id)
+        # Decisions appended just after kill_ms may predate the process's death: count from the
+        # moment the loss was detected.
+        any_ms = decisions.first_after(min(detected) if detected else kill_ms, False) or 0
+        task_steps = _task_steps(cluster, kill_ms)
+
+        def since_kill(at_ms: int | None) -> float | None:
+            return round((at_ms - kill_ms) / 1000, 2) if at_ms else None
+
         return {
             "recovery_s": round((new_ms - kill_ms) / 1000, 2),
             "recovery_any_decision_s": round((any_ms - kill_ms) / 1000, 2),
-            "replacement_tm_registered_s": round(tm_started_s, 2),
+            "timeline_s": {
+                "loss_detected": since_kill(min(detected) if detected else None),
+                "checkpoint_restored": since_kill(restore_ms),
+                **{f"standby: {k}": since_kill(v) for k, v in task_steps.items()},
+                "tasks_running": since_kill(running_ms),
+                "first_decision_after_detection": since_kill(any_ms),
+                "first_decision_of_a_new_payment": since_kill(new_ms),
+            },
+            "failures": [f"{f.task}: {f.exception}" for f in failures],
             "checkpoint_ms": state.latest_duration_ms,
             "checkpoint_bytes": state.latest_state_bytes,
             "checkpointed_bytes_incremental": state.latest_checkpointed_bytes,
@@ -290,11 +343,8 @@ def main() -> None:
         settings = with_overrides(
             live_topics(base, f"recovery-{int(time.time())}"),
             flink={"rpc_port": free_port(), "parallelism": 1},
-            checkpoint={
-                "interval_ms": CHECKPOINT_MS,
-                "restart_attempts": RESTART_ATTEMPTS,
-                "restart_delay_ms": RESTART_DELAY_MS,
-            },
+            checkpoint={"interval_ms": CHECKPOINT_MS},
+            metrics={"reporter": False},
             scoring={"latency_budget_ms": NO_SHEDDING_MS},
         )
         r = run(settings)
@@ -306,8 +356,8 @@ def main() -> None:
                      r["recovery_s"], TARGET_RECOVERY_S],
                     ["recovery: kill -> first decision appended after it (s)",
                      r["recovery_any_decision_s"], "-"],
-                    ["replacement TaskManager registered after (s)",
-                     r["replacement_tm_registered_s"], "-"],
+                    *[[f"  timeline: {step} (s after the kill)", at, "-"]
+                      for step, at in r["timeline_s"].items()],
                     [f"checkpoint duration with {CARDS:,} cards (ms)", r["checkpoint_ms"], "-"],
                     ["checkpoint state size (bytes)", r["checkpoint_bytes"], "-"],
                     ["  of which written by this incremental checkpoint",
@@ -335,11 +385,15 @@ def main() -> None:
                 "payments_per_card": 1,
                 "live_rate_per_s": RATE_PER_S,
                 "checkpoint_interval_ms": CHECKPOINT_MS,
-                "heartbeat": HEARTBEAT,
+                "standby_taskmanager": True,
+                "heartbeat_interval_ms": settings.flink.heartbeat_interval_ms,
+                "heartbeat_timeout_ms": settings.flink.heartbeat_timeout_ms,
+                "heartbeat_rpc_failures": settings.flink.heartbeat_rpc_failures,
+                "local_recovery": settings.flink.local_recovery,
                 "state_backend": settings.checkpoint.state_backend,
                 "incremental": settings.checkpoint.incremental,
-                "restart_attempts": RESTART_ATTEMPTS,
-                "restart_delay_ms": RESTART_DELAY_MS,
+                "restart_attempts": settings.checkpoint.restart_attempts,
+                "restart_delay_ms": settings.checkpoint.restart_delay_ms,
                 "targets": {"recovery_s": TARGET_RECOVERY_S},
             },
         )

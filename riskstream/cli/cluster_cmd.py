@@ -1,4 +1,5 @@
-"""``riskstream cluster start|stop|status``: the local standalone Flink session cluster."""
+"""``riskstream cluster start|stop|status|add-taskmanager``: the local standalone Flink session
+cluster, and standby TaskManagers that take over a lost one's tasks (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ def register(subparsers: Any) -> None:
     start.set_defaults(handler=_start)
     stop = sub.add_parser("stop", help="stop the cluster this project started (and nothing else)")
     stop.set_defaults(handler=_stop)
-    status = sub.add_parser("status", help="show processes, slots and running jobs")
+    status = sub.add_parser("status", help="show each process's role, slots and running jobs")
     status.set_defaults(handler=_status)
+    add = sub.add_parser(
+        "add-taskmanager",
+        help="start one more TaskManager (a standby with free slots: a lost TaskManager's tasks "
+        "restart on it at once)",
+    )
+    add.set_defaults(handler=_add_taskmanager)
 
 
 def _start(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,9 +64,21 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if not state.running:
         print(f"Flink: not running (would serve {state.rest_url})")
         return 3
-    print(f"Flink: running at {state.rest_url} (pids {sorted(state.pids.values())})")
+    pids = sorted(p.pid for p in state.processes) or sorted(state.pids.values())
+    print(f"Flink: running at {state.rest_url} (pids {pids})")
     print(
         f"taskmanagers: {state.taskmanagers}  slots: {state.slots_available}/{state.slots_total} "
         f"free  running jobs: {state.jobs_running}"
     )
+    for proc in state.processes:
+        slots = f"  slots {proc.slots_free}/{proc.slots_total} free" if proc.slots_total else ""
+        ident = f"  {proc.resource_id}" if proc.resource_id else ""
+        print(f"  pid {proc.pid:>7}  {proc.role}{ident}{slots}")
+    return 0
+
+
+def _add_taskmanager(args: argparse.Namespace, settings: Settings) -> int:
+    cluster = LocalCluster(settings)
+    pid = cluster.start_taskmanager()
+    print(f"TaskManager started (pid {pid}) and registered at {cluster.rest_url}")
     return 0

@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,12 @@ DAEMON_MARKERS = {
     "taskexecutor": "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
 }
 REST_TIMEOUT_S = 5.0
+RESOURCE_ID_OPTION = "taskmanager.resource-id"
+RESOURCE_ID_PREFIX = "riskstream-tm-"
+ROLE_JOBMANAGER = "jobmanager"
+ROLE_ACTIVE = "taskmanager"
+ROLE_STANDBY = "standby taskmanager"
+ROLE_STARTING = "taskmanager (not registered yet)"
 WORKER_EXIT_S = 15.0
 # Thread-mode Python (pemja) loads libpython once per JVM. If each job's class loader brings its own
 # copy of pemja (from the flink-python jar shipped with the job), the second job on a TaskManager
@@ -47,6 +54,19 @@ def flink_home() -> Path:
     import pyflink
 
     return Path(pyflink.__file__).resolve().parent
+
+
+def _resource_id(pid: int) -> str:
+    """The ``taskmanager.resource-id`` a TaskManager process was started with ("" if none)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return ""
+    marker = f"{RESOURCE_ID_OPTION}="
+    for arg in args:
+        if marker in arg:
+            return arg.split(marker, 1)[1]
+    return ""
 
 
 def _set_flat(document: dict[str, Any], dotted: str, value: Any) -> None:
@@ -64,6 +84,18 @@ def _set_flat(document: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 @dataclass(frozen=True)
+class ClusterProcess:
+    """One process of our cluster and its role: the JobManager, a TaskManager running tasks, or a
+    standby TaskManager (every slot free, ready to take over a lost one's tasks)."""
+
+    role: str
+    pid: int
+    resource_id: str = ""
+    slots_total: int = 0
+    slots_free: int = 0
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     """What ``cluster status`` reports."""
 
@@ -74,6 +106,7 @@ class ClusterStatus:
     slots_total: int
     slots_available: int
     jobs_running: int
+    processes: tuple[ClusterProcess, ...] = ()
 
 
 class LocalCluster:
@@ -200,7 +233,7 @@ class LocalCluster:
         self.write_config()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for script in ("jobmanager.sh", "taskmanager.sh"):
-            failure = self._start_daemon(script)
+            failure = self._start_daemon(script, *self._taskmanager_args(script))
             if failure:
                 self.stop()
                 raise ServiceError(failure)
@@ -217,10 +250,17 @@ class LocalCluster:
             ) from None
         return self.running_pids()
 
-    def _start_daemon(self, script: str) -> str:
+    @staticmethod
+    def _taskmanager_args(script: str) -> list[str]:
+        """A TaskManager gets a resource id we choose, so its pid maps to its REST entry."""
+        if script != "taskmanager.sh":
+            return []
+        return [f"-D{RESOURCE_ID_OPTION}={RESOURCE_ID_PREFIX}{uuid.uuid4().hex[:8]}"]
+
+    def _start_daemon(self, script: str, *args: str) -> str:
         """Run ``<script> start`` with our config; returns an error message, empty on success."""
         done = subprocess.run(
-            ["bash", str(flink_home() / "bin" / script), "start"],
+            ["bash", str(flink_home() / "bin" / script), "start", *args],
             env=self.environment(),
             capture_output=True,
             text=True,
@@ -246,7 +286,7 @@ class LocalCluster:
                 "with `riskstream cluster start`"
             )
         before = self.taskmanager_ids()
-        failure = self._start_daemon("taskmanager.sh")
+        failure = self._start_daemon("taskmanager.sh", *self._taskmanager_args("taskmanager.sh"))
         if failure:
             raise ServiceError(failure)
         timeout_s = self.settings.flink.start_timeout_s
@@ -264,10 +304,35 @@ class LocalCluster:
             ) from None
         return self.running_pids()["taskexecutor"]
 
-    def kill_taskmanager(self) -> int:
-        """SIGKILL our (newest) TaskManager, as a lost machine or an OOM kill would; returns its
-        pid. Its process-mode Python workers go with it (any that linger are killed too)."""
-        pid = self.running_pids().get("taskexecutor")
+    def processes(self) -> list[ClusterProcess]:
+        """Every live process of our cluster with its role, JobManager first."""
+        registered = {
+            str(tm["id"]): (int(tm.get("slotsNumber", 0)), int(tm.get("freeSlots", 0)))
+            for tm in (self._get("/taskmanagers") or {}).get("taskmanagers", [])
+        }
+        found: list[ClusterProcess] = []
+        for role, pid in self.all_pids():
+            if role == "standalonesession":
+                found.append(ClusterProcess(ROLE_JOBMANAGER, pid))
+                continue
+            resource = _resource_id(pid)
+            if resource not in registered:
+                found.append(ClusterProcess(ROLE_STARTING, pid, resource))
+                continue
+            total, free = registered[resource]
+            role_name = ROLE_STANDBY if total and free == total else ROLE_ACTIVE
+            found.append(ClusterProcess(role_name, pid, resource, total, free))
+        return found
+
+    def kill_taskmanager(self, pid: int | None = None) -> int:
+        """SIGKILL one of our TaskManagers, as a lost machine or an OOM kill would; returns its
+        pid. By default the newest one running tasks (else the newest). Its process-mode Python
+        workers go with it (any that linger are killed too)."""
+        if pid is None:
+            taskmanagers = [p for p in self.processes() if p.role != ROLE_JOBMANAGER]
+            busy = [p for p in taskmanagers if p.role == ROLE_ACTIVE]
+            chosen = (busy or taskmanagers)[-1:] if taskmanagers else []
+            pid = chosen[0].pid if chosen else None
         if pid is None:
             raise ServiceError(f"no TaskManager of our cluster runs at {self.rest_url}")
         workers = process.descendants(pid)
@@ -302,7 +367,16 @@ class LocalCluster:
                 available = int(overview.get("slots-available", 0))
                 taskmanagers = int(overview.get("taskmanagers", 0))
                 jobs = int(overview.get("jobs-running", 0))
-        return ClusterStatus(bool(pids), pids, self.rest_url, taskmanagers, total, available, jobs)
+        return ClusterStatus(
+            bool(pids),
+            pids,
+            self.rest_url,
+            taskmanagers,
+            total,
+            available,
+            jobs,
+            tuple(self.processes()) if pids else (),
+        )
 
     def job_states(self) -> dict[str, str]:
         """Job id -> state, from the REST API."""

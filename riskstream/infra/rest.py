@@ -47,6 +47,16 @@ class CheckpointStats:
     """The checkpoint the job last restored from after a failure (None: never restored)."""
 
 
+@dataclass(frozen=True)
+class TaskFailure:
+    """One entry of a job's exception history."""
+
+    timestamp_ms: int
+    exception: str
+    task: str
+    stacktrace: str
+
+
 class FlinkRest:
     """REST client bound to one ``http://host:port``."""
 
@@ -146,6 +156,27 @@ class FlinkRest:
             latest_checkpointed_bytes=int(completed.get("checkpointed_size", 0)),
             restored_id=int(restored["id"]) if restored else None,
         )
+
+    def failures(self, job_id: str) -> list[TaskFailure]:
+        """The job's exception history, oldest first (what failed, where, when)."""
+        answer = self._call(f"/jobs/{job_id}/exceptions")
+        entries = (answer.get("exceptionHistory") or {}).get("entries") or []
+        found = [
+            TaskFailure(
+                timestamp_ms=int(entry.get("timestamp", 0)),
+                exception=str(entry.get("exceptionName", "")),
+                task=str(entry.get("taskName") or ""),
+                stacktrace=str(entry.get("stacktrace", "")),
+            )
+            for entry in entries
+        ]
+        return sorted(found, key=lambda f: f.timestamp_ms)
+
+    def restore_timestamp(self, job_id: str) -> int | None:
+        """When the job last restored a checkpoint after a failure (epoch ms), if it did."""
+        latest = self._call(f"/jobs/{job_id}/checkpoints").get("latest") or {}
+        restored = latest.get("restored") or {}
+        return int(restored["restore_timestamp"]) if restored.get("restore_timestamp") else None
 
     def job_metric(self, job_id: str, name: str) -> float | None:
         """A job-level metric (e.g. ``numRestarts``); None if the job does not report it yet."""
