@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -326,6 +329,15 @@ def run(settings: Settings) -> dict[str, Any]:
             "restored_checkpoint": restored.restored_id,
             "num_restarts": restarts,
         }
+    except Exception:
+        # The run dir is temporary: keep the cluster's logs and say what the job went through.
+        kept = Path(tempfile.mkdtemp(prefix="riskstream-bench-recovery-logs-"))
+        shutil.copytree(cluster.log_dir, kept / "log", dirs_exist_ok=True)
+        job_state = cluster.job_states().get(job_id)
+        failures = rest.failures(job_id) if job_id and job_state else []
+        print(f"job {job_id} is {job_state}; failures: {[(f.task, f.exception) for f in failures]}")
+        print(f"cluster logs kept in {kept}")
+        raise
     finally:
         sender.stop()
         decisions.stop()

@@ -296,8 +296,9 @@ class CheckpointSettings(Section):
     """Incremental RocksDB checkpoints."""
     dir: str = ""
     """Checkpoint directory; empty means <run_dir>/checkpoints."""
-    restart_attempts: Annotated[int, Field(ge=0)] = 10
-    """Restart attempts after a failure..."""
+    restart_attempts: Annotated[int, Field(ge=0)] = 30
+    """Restart attempts after a failure (30 x restart_delay_ms = 15 s: a replacement TaskManager
+    registers within that when no standby has free slots)..."""
     restart_delay_ms: Millis = 500
     """... and the delay between them. A restart while no slot is free (a lost TaskManager's
     replacement still starting) fails at once and uses up an attempt, so attempts x delay should
