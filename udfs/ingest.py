@@ -91,8 +91,9 @@ class ValidateRecords(ProcessFunction):  # type: ignore[misc]
     def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterator[Any]:
         """Yield the decoded record, or ``(DEAD_LETTER_TAG, json)``."""
         self._events_in.inc()
-        if ctx.timestamp() is not None:
-            self._latency.update(metrics.STAGE_INGEST, now_ms() - ctx.timestamp())
+        stamp = ctx.timestamp()
+        if stamp is not None and stamp > 0:  # no timestamp: None or Long.MIN_VALUE
+            self._latency.update(metrics.STAGE_INGEST, now_ms() - stamp)
         try:
             record = decode(self.record_type, value)
         except RecordSchemaError as exc:

@@ -34,6 +34,8 @@ OPERATOR_SCOPE = "flink_taskmanager_job_task_operator"
 JOB_SCOPE = "flink_jobmanager_job"
 JAVA_HISTOGRAM_CLASS = "org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram"
 DEFAULT_WINDOW = 2048
+MAX_LATENCY_MS = 2**53
+"""Latencies are clamped to this (a Java long, and exact as a Prometheus float)."""
 
 Kind = Literal["counter", "gauge", "histogram"]
 Origin = Literal["riskstream", "flink"]
@@ -238,7 +240,7 @@ class LatencyHistogram:
         """Record one latency of ``stage`` (negative values, from skewed clocks, count as 0)."""
         histogram = self._histograms.get(stage)
         if histogram is not None:
-            histogram.update(max(int(millis), 0))
+            histogram.update(min(max(int(millis), 0), MAX_LATENCY_MS))
 
 
 class DeadLetterMetrics(MapFunction):  # type: ignore[misc]
