@@ -205,7 +205,7 @@ class LabelledCounters:
         self._group, self._name, self._label = group, name, label
         self._counters: dict[str, Any] = {}
         for value in fixed:
-            self._get(value)
+            self._get(value).inc(0)  # a process-mode (Beam) counter is reported once updated
 
     def inc(self, value: str, n: int = 1) -> None:
         """Add ``n`` to the counter of ``value``."""

