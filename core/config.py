@@ -39,6 +39,7 @@ from core.settings_model import (
     ENV_SASL_USERNAME,
     LOCAL_CONFIG_FILE,
     MASK,
+    RECORD_OVERHEAD_BYTES,
     SECRET_ENV,
     AnalyticsSettings,
     BackfillSettings,
@@ -49,6 +50,7 @@ from core.settings_model import (
     FileFormat,
     FlinkSettings,
     Guarantee,
+    IngestSettings,
     Job,
     KafkaSettings,
     KnownCompromised,
@@ -68,6 +70,7 @@ from core.settings_model import (
     StateBackend,
     TopicSettings,
     TrainingSettings,
+    jaas_quote,
 )
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "ENV_SASL_USERNAME",
     "LOCAL_CONFIG_FILE",
     "MASK",
+    "RECORD_OVERHEAD_BYTES",
     "SECRET_ENV",
     "AnalyticsSettings",
     "BackfillSettings",
@@ -88,6 +92,7 @@ __all__ = [
     "FileFormat",
     "FlinkSettings",
     "Guarantee",
+    "IngestSettings",
     "Job",
     "KafkaSettings",
     "KnownCompromised",
@@ -114,6 +119,7 @@ __all__ = [
     "describe_errors",
     "field_type",
     "iter_fields",
+    "jaas_quote",
     "job_guarantees",
     "load_settings",
     "parse_assignments",

@@ -37,6 +37,20 @@ ENV_CONFIG_FILE = "RISKSTREAM_CONFIG"
 ENV_SASL_USERNAME = "RISKSTREAM_KAFKA_SASL_USERNAME"
 ENV_SASL_PASSWORD = "RISKSTREAM_KAFKA_SASL_PASSWORD"
 SECRET_ENV = {"sasl_username": ENV_SASL_USERNAME, "sasl_password": ENV_SASL_PASSWORD}
+SHADED_KAFKA_PREFIX = "org.apache.flink.kafka.shaded."
+"""The Flink Kafka connector jar shades kafka-clients: JAAS login modules carry this prefix."""
+LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+"""The kafka-clients JAAS login module of each SASL mechanism."""
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+"""Kafka's default producer max.request.size (the broker's message.max.bytes is 1048588)."""
+RECORD_OVERHEAD_BYTES = 1_024
+"""Room left in a Kafka message for the record batch header around one dead letter."""
+MIN_DEAD_LETTER_BYTES = 16_384
+"""Smallest dead-letter cap: the reason (1024 chars), field path and metadata, JSON-escaped."""
 """Secret fields of ``kafka`` and the only environment variables that set them."""
 LOCAL_CONFIG_FILE = "riskstream.yaml"
 MASK = "**********"
@@ -197,6 +211,13 @@ class KafkaSettings(Section):
     topics: dict[str, TopicSettings] = Field(default_factory=_default_topics)
     """Project topics by role, and their partition counts; `kafka start` creates the missing
     ones."""
+    max_message_bytes: Annotated[int, Field(ge=MIN_DEAD_LETTER_BYTES + RECORD_OVERHEAD_BYTES)] = (
+        KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+    )
+    """Largest Kafka message the jobs' producers send (their max.request.size); `kafka start`
+    gives the local broker the same message.max.bytes. Match it to the broker's (or the topic's
+    max.message.bytes) when you use another cluster: the preflight check compares it with the
+    dead-letter topic's limit."""
     sasl_username: SecretStr | None = None
     """SASL user name: only from the environment variable RISKSTREAM_KAFKA_SASL_USERNAME."""
     sasl_password: SecretStr | None = None
@@ -238,6 +259,29 @@ class KafkaSettings(Section):
             conf["sasl.username"] = self.sasl_username.get_secret_value()
             conf["sasl.password"] = self.sasl_password.get_secret_value()
         return conf
+
+    def java_client_config(self) -> dict[str, str]:
+        """The same security for the Flink Kafka connector's Java clients (source and sink):
+        security.protocol, and for SASL the mechanism and a JAAS config naming the connector's
+        shaded login module. Holds the secret: pass it to the connector, never log it."""
+        conf = self.client_config()
+        java = {"security.protocol": conf["security.protocol"]}
+        if "sasl.mechanism" in conf:
+            module = SHADED_KAFKA_PREFIX + LOGIN_MODULES[self.sasl_mechanism]
+            user, password = jaas_quote(conf["sasl.username"]), jaas_quote(conf["sasl.password"])
+            java["sasl.mechanism"] = self.sasl_mechanism
+            java["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+        return java
+
+
+def jaas_quote(value: str) -> str:
+    r"""A value for a double-quoted JAAS option (backslash and quote escaped): the Java client
+    and the local broker's login modules read it back unchanged.
+
+    >>> jaas_quote('a"b\\c')
+    'a\\"b\\\\c'
+    """
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class FlinkSettings(Section):
@@ -371,7 +415,9 @@ class FeatureJobSettings(Section):
     counted); windowed history is kept this much longer than the longest window."""
     max_future_skew_ms: Millis = 300_000
     """Events whose time is further than this ahead of the wall clock go to the dead-letter
-    topic."""
+    topic, and Kafka record timestamps further than this ahead of the time the source reads them
+    are left out of the watermark (the record itself is still validated and scored), so one
+    producer with a wrong clock cannot make everyone else's payments late (docs/ingestion.md)."""
     dedup_horizon_ms: Millis = 86_400_000
     """A repeated event_id within this horizon (per card) is a duplicate: flagged, never counted
     twice."""
@@ -388,6 +434,26 @@ class FeatureJobSettings(Section):
     """Bounded runs stop before each partition's first record with a timestamp >= this (epoch
     ms); 0 = at the end offsets when the job starts. `riskstream replay` sets it from
     --to-timestamp."""
+
+
+class IngestSettings(Section):
+    """What the Kafka sources accept (docs/ingestion.md): raw bytes in, either a valid record or
+    a dead letter out, whatever a producer sends."""
+
+    dead_letter_max_bytes: Annotated[int, Field(ge=MIN_DEAD_LETTER_BYTES)] = 262_144
+    """Largest dead-letter record (its JSON, bytes). A rejected payload that does not fit is
+    truncated to the longest prefix that does (payload_truncated); the letter always carries the
+    payload's full size, its SHA-256 and its topic, partition and offset, so the original can be
+    found and checked. At most kafka.max_message_bytes - 1024."""
+    min_event_time_ms: Millis = 946_684_800_000
+    """Payments and labels with an event_time before this (epoch ms; default 2000-01-01) are
+    dead-lettered: 0, or seconds mistaken for milliseconds, is a producer bug."""
+    retention_horizon_ms: Millis = 0
+    """With a value > 0, records read from Kafka whose event_time is older than
+    features.allowed_lateness_ms + this before the time the job reads them are dead-lettered
+    (set it to the input topics' retention, e.g. 7 days). 0 = no such bound: the project's
+    simulated history (2018 by default) is replayed through Kafka. File backfills never apply
+    it."""
 
 
 class SimulatorSettings(Section):
@@ -697,6 +763,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     skeleton: SkeletonSettings = SkeletonSettings()
     features: FeatureJobSettings = FeatureJobSettings()
+    ingest: IngestSettings = IngestSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     training: TrainingSettings = TrainingSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
@@ -716,6 +783,16 @@ class Settings(BaseSettings):
         (file < pydantic-settings' env source over a given mapping < --set, then the secrets), so a
         copy or re-validation never reads ``os.environ`` behind the caller's back."""
         return (init_settings,)
+
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> Settings:
+        room = self.kafka.max_message_bytes - RECORD_OVERHEAD_BYTES
+        if self.ingest.dead_letter_max_bytes > room:
+            raise ValueError(
+                "ingest.dead_letter_max_bytes at most kafka.max_message_bytes - "
+                f"{RECORD_OVERHEAD_BYTES} = {room}, found {self.ingest.dead_letter_max_bytes}"
+            )
+        return self
 
     @property
     def kafka_data_dir(self) -> Path:

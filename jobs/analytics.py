@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
-from pyflink.datastream.connectors.kafka import KafkaSink, KafkaSource
+from pyflink.datastream.connectors.kafka import KafkaSink
 
 from core.config import Settings, check_job, with_overrides
 from core.errors import JobError
@@ -43,7 +43,7 @@ from udfs.analytics.stages import (
     routed_key,
 )
 from udfs.analytics.windows import WindowParams
-from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
+from udfs.ingest import DEAD_LETTER_TAG
 
 JOB_NAME = "riskstream-analytics"
 
@@ -89,21 +89,16 @@ def attach(scored: DataStream, sinks: AnalyticsSinks, settings: Settings) -> Dat
 
 def build(
     env: StreamExecutionEnvironment,
-    source: KafkaSource,
+    source: features.FeatureInput,
     sinks: AnalyticsSinks,
     settings: Settings,
 ) -> DataStream:
     """Standalone graph: transactions -> validate (dead letters) -> unscored payments -> windows."""
     if sinks.dead_letter is None:
         raise JobError("the standalone analytics job needs a dead-letter sink")
-    raw = env.from_source(source, features.watermarks(settings), "analytics-transactions").uid(
-        "analytics-transactions-source"
-    )
-    validate = ValidateRecords(
-        "transaction",
-        settings.kafka.topic("transactions"),
-        settings.analytics.source,
-        settings.features.max_future_skew_ms,
+    raw, live = features.raw_stream(env, source, "analytics-transactions-source")
+    validate = features.validator(
+        settings, "transaction", "transactions", settings.analytics.source, live
     )
     transactions = (
         raw.process(validate, output_type=Types.PICKLED_BYTE_ARRAY())
@@ -121,7 +116,7 @@ def build(
     return attach(scored, sinks, settings)
 
 
-def kafka_source(settings: Settings, bounded: bool = False) -> KafkaSource:
+def kafka_source(settings: Settings, bounded: bool = False) -> features.KafkaInput:
     """The feature job's transactions source, under the analytics consumer group."""
     own_group = with_overrides(settings, features={"group_id": settings.analytics.group_id})
     return features.kafka_source(own_group, "transactions", bounded)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pyflink.common import Types, WatermarkStrategy
-from pyflink.common.serialization import SimpleStringSchema
+from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
@@ -30,7 +30,8 @@ JOB_NAME = "riskstream-skeleton"
 
 
 def kafka_source(settings: Settings, bounded: bool) -> KafkaSource:
-    """Source over the skeleton's input topic, from the earliest offset.
+    """Source over the skeleton's input topic, from the earliest offset, as raw bytes (a
+    tombstone is skipped, not a failure), with the clients' security settings.
 
     ``bounded`` stops at the offsets that are latest when the job starts (tests, one-off runs).
     """
@@ -40,16 +41,18 @@ def kafka_source(settings: Settings, bounded: bool) -> KafkaSource:
         .set_topics(settings.skeleton.input_topic)
         .set_group_id(settings.skeleton.group_id)
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer(SimpleStringSchema())
+        .set_value_only_deserializer(ByteArraySchema())
     )
+    for key, value in settings.kafka.java_client_config().items():
+        builder = builder.set_property(key, value)
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     return builder.build()
 
 
 def kafka_sink(settings: Settings) -> KafkaSink:
-    """At-least-once sink to the skeleton's output topic."""
-    return (
+    """At-least-once sink to the skeleton's output topic, with the clients' security settings."""
+    builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka.bootstrap)
         .set_record_serializer(
@@ -59,8 +62,10 @@ def kafka_sink(settings: Settings) -> KafkaSink:
             .build()
         )
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-        .build()
     )
+    for key, value in settings.kafka.java_client_config().items():
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def build(

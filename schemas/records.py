@@ -149,21 +149,31 @@ class PredictionLog(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class DeadLetter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A rejected record with the reason (``dead_letter.v1.json``)."""
+    """A rejected record with the reason (``dead_letter.v1.json``).
+
+    Lossless up to a size cap: ``payload`` is the original bytes (UTF-8 text, or base64 when
+    they are not valid UTF-8), all of them unless ``payload_truncated``; ``payload_size`` and
+    ``payload_sha256`` describe the whole original, and topic, partition and offset say where it
+    is. A tombstone (null Kafka value) has ``payload`` null.
+    """
 
     event_id: Id
     event_time: EpochMs
     schema_version: Literal[1]
     source: Id
     correlation_id: Id
-    payload: str
+    payload: str | None
     payload_encoding: Literal["utf-8", "base64"]
+    payload_size: NonNegativeInt
+    payload_sha256: str | None
+    payload_truncated: bool
     record_type: Id
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_LENGTH)]
     field: Annotated[str, msgspec.Meta(max_length=MAX_FIELD_PATH_LENGTH)] | None
     topic: Id
     partition: Annotated[int, msgspec.Meta(ge=-1)]
     offset: Annotated[int, msgspec.Meta(ge=-1)]
+    record_timestamp: int | None
     received_time: EpochMs
 
 

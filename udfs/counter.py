@@ -13,11 +13,12 @@ from pyflink.datastream.state import ValueStateDescriptor
 COUNT_STATE = "count"
 
 
-def key_of(raw: str, key_field: str) -> str:
-    """The key of one JSON event: the string value of ``key_field`` (empty if absent)."""
+def key_of(raw: bytes | str, key_field: str) -> str:
+    """The key of one JSON event: the string value of ``key_field`` (empty if absent or if the
+    value is not JSON in UTF-8)."""
     try:
         document = json.loads(raw)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
         return ""
     return str(document.get(key_field, "")) if isinstance(document, dict) else ""
 
@@ -32,7 +33,9 @@ class KeyCounter(KeyedProcessFunction):  # type: ignore[misc]
         """Create the state handle once per worker."""
         self._count = runtime_context.get_state(ValueStateDescriptor(COUNT_STATE, Types.LONG()))
 
-    def process_element(self, value: str, ctx: KeyedProcessFunction.Context) -> Iterator[str]:
+    def process_element(
+        self, value: bytes | str, ctx: KeyedProcessFunction.Context
+    ) -> Iterator[str]:
         """Increment the key's counter and emit it."""
         count = (self._count.value() or 0) + 1
         self._count.update(count)

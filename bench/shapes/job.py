@@ -33,7 +33,12 @@ from pyflink.common import Types
 from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
-from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
 from pyflink.table import StreamTableEnvironment
 
 from bench.shapes import ops
@@ -130,7 +135,18 @@ def tile_stream(env: StreamExecutionEnvironment, settings: Settings, stop_ms: in
 
 
 def _source(env: StreamExecutionEnvironment, settings: Settings, role: str) -> DataStream:
-    src = features_job.kafka_source(settings, role, bounded=True)
+    """The payload strings of ``role``'s topic, as the study measured them (a string
+    ``KafkaSource``; the jobs now read raw records through ``features_job.kafka_source``)."""
+    src = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka.bootstrap)
+        .set_topics(settings.kafka.topic(role))
+        .set_group_id(settings.features.group_id)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .set_value_only_deserializer(SimpleStringSchema())
+        .build()
+    )
     return env.from_source(src, features_job.watermarks(settings), f"{role}-source").uid(
         f"shapes-{role}-source"
     )

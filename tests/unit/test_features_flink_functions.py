@@ -10,7 +10,7 @@ from features.params import FeatureParams
 from schemas.validation import decode
 from tests.unit.features_helpers import T0
 from udfs.feature_stages import CardStage, DeviceStage, TerminalStage, device_key
-from udfs.ingest import ValidateRecords, dead_letter_json
+from udfs.ingest import IngestRules, ValidateRecords, dead_letter_json
 
 PARAMS = FeatureParams(allowed_lateness_ms=123)
 
@@ -20,12 +20,10 @@ def test_stage_functions_pickle_with_their_parameters() -> None:
         restored = cloudpickle.loads(cloudpickle.dumps(function))
         assert type(restored) is type(function)
         assert restored.params == PARAMS
-    validate = cloudpickle.loads(cloudpickle.dumps(ValidateRecords("label", "labels", "src", 9)))
-    assert (validate.record_type, validate.topic, validate.max_future_skew_ms) == (
-        "label",
-        "labels",
-        9,
-    )
+    rules = IngestRules(max_future_skew_ms=9, min_event_time_ms=1, max_event_age_ms=7)
+    function = ValidateRecords("label", "labels", "src", rules)
+    validate = cloudpickle.loads(cloudpickle.dumps(function))
+    assert (validate.record_type, validate.topic, validate.rules) == ("label", "labels", rules)
     assert cloudpickle.loads(cloudpickle.dumps(device_key)) is device_key
 
 
