@@ -119,7 +119,7 @@ def write_settings(settings: Settings, path: Path) -> Path:
 def run_local(settings: Settings, name: str, bounded: bool = False) -> None:
     """Run a job in this process on the Flink mini-cluster; blocks until it ends."""
     module = job_module(name)
-    preflight.check(settings, name)
+    preflight.check(settings, name, connect=True)
     if settings.flink.local_rest_port:
         process.require_free_port(
             LOOPBACK,
@@ -138,7 +138,7 @@ def submit_to_cluster(
     """Submit a job to the local standalone cluster with ``flink run -py``; returns the client's
     output. Attached runs block until the job ends. Every client-side check runs first."""
     module_name = job_module(name)
-    preflight.check(settings, name)
+    preflight.check(settings, name, connect=True)
     cluster = LocalCluster(settings)
     cluster.require_running()
     if importlib.util.find_spec(module_name) is None:

@@ -2,12 +2,19 @@
 
 ``start`` formats storage on first use, launches the broker bound to 127.0.0.1, waits until it
 answers and creates the project's topics. ``stop`` ends only the process recorded in our pid file.
+
+With ``kafka.security_protocol: SASL_PLAINTEXT`` (and ``kafka.sasl_mechanism: PLAIN``) the client
+listener on ``kafka.port`` requires SASL/PLAIN with the one user given by
+``RISKSTREAM_KAFKA_SASL_USERNAME`` / ``RISKSTREAM_KAFKA_SASL_PASSWORD`` (the broker talks to itself
+as that user too), so the jobs and tools can be tried against a secured broker locally. The
+password is then written into ``server.properties`` (mode 0600) under the run directory.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 import socket
 import subprocess
 import uuid
@@ -18,8 +25,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from core.config import Settings
-from core.errors import ServiceError
+from core.config import ENV_SASL_USERNAME, Settings, jaas_quote
+from core.errors import ConfigError, ServiceError
 from core.jars import KAFKA_BROKER_SET
 from riskstream.infra import jars, process
 
@@ -31,6 +38,9 @@ PROBE_TIMEOUT_S = 2.0
 FORMAT_TIMEOUT_S = 120
 METADATA_FILE = "meta.properties"
 REPLICATION_FACTOR = 1
+PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+LOCAL_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+USER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 _QUIET_LOGGER = logging.getLogger("riskstream.kafka.admin")
 _QUIET_LOGGER.addHandler(logging.NullHandler())
@@ -219,6 +229,15 @@ class LocalKafka:
 
     def _write_config(self) -> None:
         host, port, cport = self.kafka.host, self.kafka.port, self.kafka.controller_port
+        protocol = self.kafka.security_protocol
+        if protocol not in LOCAL_PROTOCOLS or (
+            protocol != "PLAINTEXT" and self.kafka.sasl_mechanism != "PLAIN"
+        ):
+            raise ConfigError(
+                f"kafka.security_protocol {protocol} with kafka.sasl_mechanism "
+                f"{self.kafka.sasl_mechanism}: the local broker supports PLAINTEXT, or "
+                "SASL_PLAINTEXT with PLAIN; use kafka.bootstrap_servers for another cluster"
+            )
         self.home.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(log=self.log_file))
@@ -226,11 +245,12 @@ class LocalKafka:
             "process.roles": "broker,controller",
             "node.id": str(NODE_ID),
             "controller.quorum.bootstrap.servers": f"{host}:{cport}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "listeners": f"{protocol}://{host}:{port},CONTROLLER://{host}:{cport}",
+            "advertised.listeners": f"{protocol}://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": protocol,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{protocol}:{protocol}",
+            "message.max.bytes": str(self.kafka.max_message_bytes),
             "log.dirs": str(self.data_dir),
             "num.partitions": str(self.kafka.default_partitions),
             "offsets.topic.replication.factor": str(REPLICATION_FACTOR),
@@ -244,7 +264,30 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.retention.hours": "-1",
         }
+        if protocol == "SASL_PLAINTEXT":
+            lines |= self._sasl_lines()
+        self.properties.touch(mode=0o600)
+        self.properties.chmod(0o600)
         self.properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+
+    def _sasl_lines(self) -> dict[str, str]:
+        """SASL/PLAIN on the client listener with one user (the configured one), which the
+        broker also uses to reach itself."""
+        conf = self.kafka.client_config()  # raises ConfigError naming unset credentials
+        name, secret = conf["sasl.username"], jaas_quote(conf["sasl.password"])
+        if not USER_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{ENV_SASL_USERNAME}: the local broker expects a user name of letters, digits, "
+                "'.', '_' or '-'"
+            )
+        return {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                f'{PLAIN_MODULE} required username="{name}" password="{secret}" '
+                f'user_{name}="{secret}";'
+            ),
+        }
 
     def _format_storage(self, java: str, classpath: str) -> None:
         if (self.data_dir / METADATA_FILE).is_file():
