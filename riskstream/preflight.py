@@ -30,9 +30,23 @@ from scoring import registry
 KAFKA_JOBS = ("skeleton", "features", "scoring", "analytics")
 BROKER_TIMEOUT_S = 15.0
 TOPIC_LIMIT = "max.message.bytes"
+AUTH_FAILURE = "Authentication failed"
+"""How librdkafka's log reports a refused SASL login (also as an _AUTHENTICATION error)."""
 _QUIET = logging.getLogger("riskstream.preflight.kafka")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
+
+
+class _Collect(logging.Handler):
+    """Keeps librdkafka's log lines of one check (they name a refused login); prints nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the message."""
+        self.lines.append(record.getMessage())
 
 
 def check_scoring_registry(settings: Settings) -> str:
@@ -67,6 +81,8 @@ def check_kafka(settings: Settings, timeout_s: float = BROKER_TIMEOUT_S) -> None
     """
     kafka = settings.kafka
     errors: list[KafkaError] = []
+    log = _Collect()
+    _QUIET.addHandler(log)
     conf: dict[str, Any] = {
         **kafka.client_config(),
         "error_cb": errors.append,
@@ -79,12 +95,16 @@ def check_kafka(settings: Settings, timeout_s: float = BROKER_TIMEOUT_S) -> None
     except KafkaException as exc:
         errors.append(exc.args[0])
         metadata = None
-    auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
-    if auth:
+    finally:
+        admin.poll(0)  # serve error_cb and the client log
+        _QUIET.removeHandler(log)
+    refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
+    refused += [line for line in log.lines if AUTH_FAILURE in line]
+    if refused:
         raise ConfigError(
             f"kafka: the brokers at {kafka.bootstrap} refused the login "
             f"(kafka.security_protocol {kafka.security_protocol}, kafka.sasl_mechanism "
-            f"{kafka.sasl_mechanism}, user from {ENV_SASL_USERNAME}): {auth[0].str()}; check "
+            f"{kafka.sasl_mechanism}, user from {ENV_SASL_USERNAME}): {refused[0]}; check "
             f"{ENV_SASL_USERNAME} and {ENV_SASL_PASSWORD}"
         )
     if metadata is None:
