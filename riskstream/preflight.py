@@ -11,6 +11,7 @@ them) and on the model registry (the scoring job needs a champion that has every
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -29,6 +30,7 @@ from scoring import registry
 
 KAFKA_JOBS = ("skeleton", "features", "scoring", "analytics")
 BROKER_TIMEOUT_S = 15.0
+PROBE_S = 1.0
 TOPIC_LIMIT = "max.message.bytes"
 AUTH_FAILURE = "Authentication failed"
 """How librdkafka's log reports a refused SASL login (also as an _AUTHENTICATION error)."""
@@ -90,16 +92,24 @@ def check_kafka(settings: Settings, timeout_s: float = BROKER_TIMEOUT_S) -> None
         "socket.connection.setup.timeout.ms": int(timeout_s * 1000),
     }
     admin = AdminClient(conf)
+
+    def refusals() -> list[str]:
+        admin.poll(0)  # serves error_cb and forwards the client's log
+        found = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        return found + [line for line in log.lines if AUTH_FAILURE in line]
+
+    deadline = time.monotonic() + timeout_s
+    metadata = None
     try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        errors.append(exc.args[0])
-        metadata = None
+        # Short metadata calls: a refused login shows between them, long before the timeout.
+        while metadata is None and not refusals() and time.monotonic() < deadline:
+            try:
+                metadata = admin.list_topics(timeout=min(PROBE_S, timeout_s))
+            except KafkaException as exc:
+                errors.append(exc.args[0])
+        refused = refusals()
     finally:
-        admin.poll(0)  # serve error_cb and the client log
         _QUIET.removeHandler(log)
-    refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
-    refused += [line for line in log.lines if AUTH_FAILURE in line]
     if refused:
         raise ConfigError(
             f"kafka: the brokers at {kafka.bootstrap} refused the login "

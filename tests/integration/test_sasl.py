@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.flink]
 USER = "riskstream-svc"
 PASSWORD = f"pw-{uuid.uuid4().hex[:12]}"
 PAYMENTS = 150
-FAIL_FAST_S = 30.0
+FAIL_FAST_S = 10.0
 NO_SHEDDING_MS = 3_600_000
 
 
