@@ -39,6 +39,11 @@ class FakeCounter:
         self.count += 1
 
 
+class FakeHistogram:
+    def update(self, *_: Any) -> None:
+        pass
+
+
 class FakeContext:
     """What ValidateRecords reads of Flink's context: the record timestamp."""
 
@@ -127,7 +132,8 @@ def test_huge_reasons_and_field_paths_are_cut() -> None:
 
 def _validate(rules: IngestRules, value: Any, stamp: int | None = None) -> list[Any]:
     function = ValidateRecords("transaction", "transactions", "test", rules)
-    function._rejected = FakeCounter()
+    function._rejected, function._events_in = FakeCounter(), FakeCounter()
+    function._latency = FakeHistogram()
     return list(function.process_element(value, FakeContext(stamp)))
 
 
