@@ -7,11 +7,11 @@ and labels), then streams the live part at ``demo.rate`` payments per second for
 and prints a summary every ``demo.interval_s``, then one final summary (:func:`finish`).
 
 Real traffic, not a time-lapse of one card: event times are the generator's, the simulated days
-placed on the calendar so that the streamed window ends when the live part began plus
+placed on the calendar so that the streamed window ends when the warm start began plus
 ``demo.seconds`` (so no event is ever ahead of the wall clock); the rate only paces (see
-:mod:`riskstream.live`). The live part covers about ``rate x seconds / 3,000`` simulated days of
-the demo world's 1,500 cards; each card pays about twice a simulated day, as the generator and the
-training data have it.
+:mod:`riskstream.live`). The live part covers about ``rate x seconds / (2 x demo.cards)``
+simulated days (4 at the defaults); each card pays about twice a simulated day, as the generator
+and the training data have it. docs/demo.md.
 
 Train on the world you score: the champion is trained on the stream's generator profile and
 settings (:func:`demo_world`, the other simulator settings shared), drawn from the same seed
@@ -400,9 +400,9 @@ def _stop_job(job: subprocess.Popen[bytes], cancelled: bool) -> None:
             job.wait()
 
 
-def run(settings: Settings) -> DemoResult | None:
-    """Run the demo (``settings.demo``); returns what it measured (None if interrupted before
-    the live part)."""
+def run(settings: Settings) -> DemoResult:
+    """Run the demo (``settings.demo``); returns what it measured (Ctrl-C during the live part
+    ends it early with a summary, before it stops the run)."""
     broker = LocalKafka(settings)
     started_kafka = broker.running_pid() is None
     if started_kafka:
