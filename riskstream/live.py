@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -182,6 +183,17 @@ def valid_payments(sim: Simulation, rows: range) -> int:
     return len(np.unique(sources[kinds != DELIVERY_CODE["malformed"]]))
 
 
+def first_deliveries(sim: Simulation) -> npt.NDArray[np.int64]:
+    """For each transaction row, the position in ``sim.delivery`` of its first well-formed
+    delivery (-1: only malformed ones)."""
+    plan = sim.delivery
+    well_formed = np.flatnonzero(plan.kind != DELIVERY_CODE["malformed"])
+    first = np.full(len(sim.transactions), -1, dtype=np.int64)
+    rows, index = np.unique(plan.source[well_formed], return_index=True)
+    first[rows] = well_formed[index]
+    return first
+
+
 def warm_start(settings: Settings, sim: Simulation, schedule: Schedule) -> KafkaRun:
     """Send the schedule's history (payments and labels in arrival order, record timestamp = event
     time) to the input topics as fast as Kafka takes it."""
@@ -251,7 +263,11 @@ class LiveFeed:
         plan, fraud = self.sim.delivery, self.sim.transactions.fraud
         sources = plan.source[tx_rows.start : tx_rows.stop]
         ids = transaction_ids(self.sim.run, sources)
-        valid = (plan.kind[tx_rows.start : tx_rows.stop] != DELIVERY_CODE["malformed"]).tolist()
+        # A payment is live if its first well-formed delivery is in the live part (a re-send of
+        # a history payment was decided in the warm start).
+        first = first_deliveries(self.sim)
+        positions = np.arange(tx_rows.start, tx_rows.stop)
+        valid = (first[sources] == positions).tolist()
         position = 0
         merged = merged_records(self.sim, tx_topic, kafka.topic("labels"), tx_rows, label_rows)
         for record in merged:

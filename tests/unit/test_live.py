@@ -200,9 +200,35 @@ def test_the_feed_registers_each_live_payment_once(settings: Settings, sim: Simu
     _records, feed = _sent(settings, sim, 100_000.0)
     schedule = cut(sim, LIVE, END_MS, HISTORY)
     assert feed.sent == LIVE
-    assert len(feed.sent_ms) == valid_payments(sim, schedule.live_tx)
     rows = [_row(i) for i in feed.fraud]
     assert [feed.fraud[i] for i in feed.fraud] == sim.transactions.fraud[rows].tolist()
+    # live = first well-formed delivery in the live part; a re-send of a history payment is not
+    plan = sim.delivery
+    sent = range(schedule.history_tx.start, schedule.live_tx.stop)
+    well_formed = plan.kind[sent.start : sent.stop] != DELIVERY_CODE["malformed"]
+    everything = set(plan.source[sent.start : sent.stop][well_formed].tolist())
+    history = plan.source[schedule.history_tx.start : schedule.history_tx.stop]
+    history_kinds = plan.kind[schedule.history_tx.start : schedule.history_tx.stop]
+    decided_early = set(history[history_kinds != DELIVERY_CODE["malformed"]].tolist())
+    assert set(rows) == everything - decided_early
+    assert len(decided_early) == valid_payments(sim, schedule.history_tx)
+
+
+def test_a_resend_of_a_history_payment_is_not_a_live_payment(
+    settings: Settings, sim: Simulation
+) -> None:
+    plan = sim.delivery
+    live_stop = int(np.searchsorted(plan.arrival_time, END_MS, side="right"))
+    resends = np.flatnonzero(plan.kind[:live_stop] == DELIVERY_CODE["duplicate"])
+    resend = int(resends[-1])
+    original = int(np.flatnonzero(plan.source[:resend] == plan.source[resend])[0])
+    assert plan.kind[original] != DELIVERY_CODE["malformed"]
+    # cut between the original (history) and its re-send (live)
+    schedule = cut(sim, live_stop - original - 1, END_MS, HISTORY)
+    assert schedule.history_tx.stop == original + 1
+    feed = LiveFeed(settings, sim, 1e9, schedule)
+    feed.send(_Producer())  # type: ignore[arg-type]
+    assert f"tx-{sim.run}-{int(plan.source[resend]):09d}" not in feed.sent_ms
 
 
 def _decision(tx_id: str, verdict: str, **extra: object) -> dict[str, Any]:
