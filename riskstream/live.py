@@ -92,7 +92,7 @@ def live_topics(
 
 def history_ms(feature_set: FeatureSet = PAYMENT_FEATURES) -> int:
     """How far back in event time any feature of ``feature_set`` looks from a payment: the
-    longest window plus its delay (for ``payment_features`` v1 the terminals' 30-day window behind
+    longest window plus its delay (for the payment features the terminals' 30-day window behind
     the 7-day label delay, 37 days). A warm start replays at least this much history.
 
     >>> history_ms() // MS_PER_DAY
@@ -117,8 +117,9 @@ def placed(
     s: SimulatorSettings, end_ms: int, live_payments: int, history: int
 ) -> SimulatorSettings:
     """``s`` on the calendar: enough whole days for ``history`` ms plus ``live_payments``, the last
-    day being ``end_ms``'s UTC day. Only the start date (and so the number of days) changes: the
-    world, its seed and its behaviour are those of ``s``, moved by whole days."""
+    day being ``end_ms``'s UTC day. Only the calendar changes (start date and number of days, so
+    every event keeps the hour of day the generator gave it); profile, sizes, rates and seed are
+    those of ``s``."""
     live_days = live_payments / payments_per_day(s)
     days = math.ceil(history / MS_PER_DAY + 1.5 * live_days) + MARGIN_DAYS
     last = datetime.fromtimestamp(end_ms / 1000, UTC).date()
@@ -140,11 +141,6 @@ class Schedule:
     history_labels: range
     live_tx: range
     live_labels: range
-
-    @property
-    def live_records(self) -> int:
-        """Records of the live part, payments (valid or not) and labels."""
-        return len(self.live_tx) + len(self.live_labels)
 
 
 def cut(sim: Simulation, live_payments: int, end_ms: int, history: int) -> Schedule:
