@@ -744,6 +744,32 @@ class ScoringSettings(Section):
         return self
 
 
+class DemoSettings(Section):
+    """`riskstream demo` (`make demo`): a warm start of simulated history at full speed, then live
+    payments paced at a rate, with a summary (docs/demo.md); its flags override these."""
+
+    seconds: float = Field(default=60.0, gt=0)
+    """Seconds of live traffic after the warm start."""
+    rate: float = Field(default=200.0, gt=0)
+    """Payment records per second of wall time in the live part. Event times are the
+    generator's, so the rate sets how fast simulated time runs (200/s in the demo's world of
+    1,500 cards is about one simulated day every 15 s), never how close one card's payments are."""
+    interval_s: float = Field(default=5.0, gt=0)
+    """Seconds between summary lines."""
+    catch_up_timeout_s: float = Field(default=900.0, gt=0)
+    """The warm start fails if the job has not decided every history payment this many seconds
+    after the job started."""
+    drain_s: float = Field(default=20.0, ge=0)
+    """After the live part is sent, wait at most this long for the decisions still on their
+    way."""
+    cards: Positive = 1_500
+    """Cards of the demo's world (realistic profile; the other generator settings come from the
+    simulator section). The champion is trained on the same world: a champion trained on
+    another size is replaced."""
+    merchants: Positive = 200
+    """Merchants of the demo's world."""
+
+
 class Settings(BaseSettings):
     """Everything riskstream reads from configuration."""
 
@@ -769,6 +795,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     backfill: BackfillSettings = BackfillSettings()
     scoring: ScoringSettings = ScoringSettings()
+    demo: DemoSettings = DemoSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -52,13 +52,33 @@ class KafkaRun:
         return (self.transactions + self.labels) / self.seconds if self.seconds > 0 else 0.0
 
 
-def _records(sim: Simulation, tx_topic: str, label_topic: str) -> Iterator[Outgoing]:
-    """Transactions and labels merged in arrival order, as (topic, value, key, timestamp)."""
+def merged_records(
+    sim: Simulation,
+    tx_topic: str,
+    label_topic: str,
+    tx_rows: range | None = None,
+    label_rows: range | None = None,
+) -> Iterator[Outgoing]:
+    """Transactions and labels merged in arrival order, as (topic, value, key, timestamp).
+
+    ``tx_rows`` selects delivered records (positions in ``sim.delivery``, which is in arrival
+    order) and ``label_rows`` labels (in label-time order); default: all of them. The timestamp
+    is the record's event time (a label's: the time it became known).
+    """
     plan, labels, tx = sim.delivery, sim.labels, sim.transactions
-    arrival = np.concatenate([plan.arrival_time, labels.event_time])
-    is_label = np.concatenate([np.zeros(len(plan), np.bool_), np.ones(len(labels), np.bool_)])
+    tx_rows = range(len(plan)) if tx_rows is None else tx_rows
+    label_rows = range(len(labels)) if label_rows is None else label_rows
+    arrival = np.concatenate(
+        [
+            plan.arrival_time[tx_rows.start : tx_rows.stop],
+            labels.event_time[label_rows.start : label_rows.stop],
+        ]
+    )
+    is_label = np.concatenate(
+        [np.zeros(len(tx_rows), np.bool_), np.ones(len(label_rows), np.bool_)]
+    )
     order = np.argsort(arrival, kind="stable")
-    tx_done = label_done = 0
+    tx_done, label_done = tx_rows.start, label_rows.start
     for chunk in range(0, len(order), CHUNK):
         labelled = is_label[order[chunk : chunk + CHUNK]]
         n_labels = int(labelled.sum())
@@ -81,19 +101,30 @@ def _records(sim: Simulation, tx_topic: str, label_topic: str) -> Iterator[Outgo
         label_done += n_labels
 
 
-def produce(sim: Simulation, kafka: KafkaSettings, rate: float, progress: Progress) -> KafkaRun:
-    """Send ``sim`` to the ``transactions`` and ``labels`` topics at about ``rate`` records/s."""
+def produce(
+    sim: Simulation,
+    kafka: KafkaSettings,
+    rate: float,
+    progress: Progress,
+    *,
+    tx_rows: range | None = None,
+    label_rows: range | None = None,
+) -> KafkaRun:
+    """Send ``sim`` (or the records selected as in :func:`merged_records`) to the
+    ``transactions`` and ``labels`` topics at about ``rate`` records/s (0: as fast as possible)."""
     from confluent_kafka import Producer
 
     from riskstream.support.kafka_io import produce_at_rate
 
     tx_topic, label_topic = kafka.topic("transactions"), kafka.topic("labels")
+    tx_rows = range(len(sim.delivery)) if tx_rows is None else tx_rows
+    label_rows = range(len(sim.labels)) if label_rows is None else label_rows
     producer = Producer({**kafka.client_config(), **PRODUCER_CONFIG})
     started = time.monotonic()
     try:
         produce_at_rate(
             producer,
-            _records(sim, tx_topic, label_topic),
+            merged_records(sim, tx_topic, label_topic, tx_rows, label_rows),
             rate,
             pace_every=PACE_EVERY,
             progress=progress.advance,
@@ -102,4 +133,4 @@ def produce(sim: Simulation, kafka: KafkaSettings, rate: float, progress: Progre
     except ServiceError as exc:
         raise ServiceError(f"Kafka at {kafka.bootstrap}: {exc}") from exc
     seconds = time.monotonic() - started
-    return KafkaRun(tx_topic, label_topic, len(sim.delivery), len(sim.labels), seconds)
+    return KafkaRun(tx_topic, label_topic, len(tx_rows), len(label_rows), seconds)

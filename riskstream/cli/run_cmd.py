@@ -4,10 +4,13 @@ savepoint; resume from a savepoint or retained checkpoint."""
 from __future__ import annotations
 
 import argparse
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings, with_overrides
+from core.errors import ConfigError
 from riskstream import jobrunner
 from riskstream.infra.rest import FlinkRest
 
@@ -43,6 +46,14 @@ def register(subparsers: Any) -> None:
         help="resume from a savepoint or a retained checkpoint (chk-N) directory",
     )
     parser.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="features, scoring, analytics: first send the last 37 days (the longest feature "
+        "window plus its label delay) of the `simulator` world, placed to end now, to the input "
+        "topics at full speed (payments and labels, record timestamp = event time), so the job "
+        "starts live with its card, device and terminal state up to date",
+    )
+    parser.add_argument(
         "--allow-non-restored-state",
         action="store_true",
         help="with --from-savepoint: skip state that maps to no operator of this job",
@@ -74,12 +85,43 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 "allow_non_restored_state": args.allow_non_restored_state,
             },
         )
+    if args.warm_start:
+        _warm_start(settings, args)
     if args.target == "cluster":
         output = jobrunner.submit_to_cluster(settings, args.job, args.bounded, args.detached)
         print(output.strip())
         return 0
     jobrunner.run_local(settings, args.job, args.bounded)
     return 0
+
+
+WARM_JOBS = ("features", "scoring", "analytics")
+
+
+def _warm_start(settings: Settings, args: argparse.Namespace) -> None:
+    if args.job not in WARM_JOBS:
+        raise ConfigError(f"--warm-start: the {args.job} job reads no payments; use {WARM_JOBS}")
+    if args.from_savepoint:
+        raise ConfigError("--warm-start with --from-savepoint: a restored job has its state")
+    from riskstream.live import HISTORY, history_until, warm_start
+
+    end_ms = int(time.time() * 1000)
+    if settings.features.start_timestamp_ms > end_ms - HISTORY:
+        raise ConfigError(
+            "--warm-start: features.start_timestamp_ms starts the job's sources after the start "
+            "of the history, so the job would skip it; unset it"
+        )
+    sim, schedule = history_until(settings, end_ms)
+    sent = warm_start(settings, sim, schedule)
+    first = datetime.fromtimestamp(schedule.history_from_ms / 1000, UTC)
+    last = datetime.fromtimestamp(end_ms / 1000, UTC)
+    print(
+        f"warm start: {sent.transactions:,} payment records and {sent.labels:,} labels of the "
+        f"{sim.settings.profile} world (seed {sim.settings.seed}) from {first:%Y-%m-%d %H:%M} to "
+        f"{last:%Y-%m-%d %H:%M} UTC sent to {sent.transactions_topic} and {sent.labels_topic} "
+        f"in {sent.seconds:.0f} s; the job is live once it has read them",
+        flush=True,
+    )
 
 
 def _stop(args: argparse.Namespace, settings: Settings) -> int:
