@@ -568,6 +568,11 @@ class AnalyticsSettings(Section):
     """Window size of the merchant-category view."""
     global_window_ms: Positive = 60_000
     """Window size of the global view."""
+    shards: Positive = 2
+    """Keys the per-payment stage is spread over (merchants hashed into shards; each shard keeps
+    its merchants' windows and partial MCC and global totals, summed downstream). Use a multiple
+    of the parallelism you run at; each MCC or global window gets up to this many partials. Fixed
+    for the life of the job's state: changing it needs a fresh start (no savepoint)."""
     group_id: str = "riskstream-analytics"
     """Consumer group of the standalone job's transactions source."""
     source: str = "riskstream-analytics"
