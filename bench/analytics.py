@@ -1,4 +1,4 @@
-"""Benchmark: catch-up throughput of the standalone analytics job (``riskstream run --job analytics``).
+"""Benchmark: catch-up throughput of the standalone analytics job (`run --job analytics`).
 
 A private broker; a realistic multi-day simulated history (with its late, duplicate and malformed
 deliveries) is produced into the transactions topic first, then the analytics job runs bounded on
@@ -49,7 +49,7 @@ def _settings(base: Settings, prefix: str) -> Settings:
         analytics={"group_id": f"{prefix}-group", "transactional_id_prefix": f"{prefix}-tx"},
     )
     name = f"{prefix}-analytics"
-    admin = AdminClient(settings.kafka.client_config())
+    admin = AdminClient({**settings.kafka.client_config()})
     topic = NewTopic(name, 1, 1, config={"message.timestamp.type": "LogAppendTime"})
     for future in admin.create_topics([topic]).values():
         future.result(timeout=ADMIN_TIMEOUT_S)
@@ -99,9 +99,7 @@ def main() -> None:
         started = time.monotonic()
         analytics.main(settings, bounded=True)
         wall = time.monotonic() - started
-        records = read_to_end(
-            settings, settings.kafka.topic("analytics"), timeout_s=READ_TIMEOUT_S
-        )
+        records = read_to_end(settings, settings.kafka.topic("analytics"), timeout_s=READ_TIMEOUT_S)
         results = [(r.timestamp, decode_window(r.value)) for r in records if r.value is not None]
         stamps = np.array([t for t, _ in results], dtype=np.int64)
         ends = np.array([w.window_end for _, w in results], dtype=np.int64)
