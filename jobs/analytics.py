@@ -152,6 +152,7 @@ def kafka_sinks(settings: Settings) -> AnalyticsSinks:
 def main(settings: Settings, bounded: bool = False) -> None:
     """Build and run the standalone job (mini-cluster or ``flink run``)."""
     env = create_env(settings)
+    env.get_config().set_auto_watermark_interval(settings.analytics.watermark_interval_ms)
     build(env, kafka_source(settings, bounded), kafka_sinks(settings), settings)
     env.execute(JOB_NAME)
 
