@@ -39,6 +39,9 @@ from udfs.analytics.windows import (
     ADDED,
     DUPLICATE,
     GLOBAL_KEY,
+    KEY_GLOBAL,
+    KEY_KINDS,
+    KEY_MCC,
     KEY_MERCHANT,
     TOO_LATE,
     TooLate,
@@ -126,21 +129,43 @@ class Partial:
     totals: Totals
 
 
+def _bump(sums: list[int], cents: int, decision: int, units: int | None) -> None:
+    """Count one payment into running sums laid out like :class:`Totals` (in place: no copy)."""
+    sums[0] += 1
+    sums[1] += cents
+    if decision:
+        sums[1 + decision] += 1  # APPROVE, STEP_UP, BLOCK = 1, 2, 3 -> fields 2, 3, 4
+    if units is not None:
+        sums[5] += 1
+        sums[6] += units
+
+
 @dataclass(slots=True)
 class _Open:
-    """One open window in memory: totals, payments counted before/after it fired, what the merge
-    stage has not been sent yet (views only)."""
+    """One open window in memory: running sums, payments counted before/after it fired, and what
+    the merge stage has not been sent yet (views only)."""
 
-    totals: Totals = EMPTY
+    sums: list[int] = field(default_factory=lambda: [0] * 7)
     before: int = 0
     after: int = 0
     fired: bool = False
-    unsent: Totals = EMPTY
+    unsent: list[int] = field(default_factory=lambda: [0] * 7)
 
     @property
     def revision(self) -> int:
         """Results emitted so far: one at the fire timer (if it had payments), one per update."""
         return (1 if self.fired and self.before else 0) + self.after
+
+    @property
+    def totals(self) -> Totals:
+        """The window's totals."""
+        return Totals(*self.sums)
+
+    def take_unsent(self) -> Totals:
+        """What the merge stage has not seen yet; afterwards nothing is pending."""
+        pending = Totals(*self.unsent)
+        self.unsent = [0] * 7
+        return pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +204,7 @@ class ShardWindows:
 
     def __post_init__(self) -> None:
         self._specs = self.params.specs()
+        self._sizes = tuple(spec.size_ms for spec in self._specs)
         self._lateness = self.params.allowed_lateness_ms
 
     def watermark(self, current: int) -> int:
@@ -219,12 +245,15 @@ class ShardWindows:
         partials: list[Partial] = []
         timers: list[int] = []
         last_close = NO_WATERMARK
-        one = EMPTY.count(cents, decision, units)
-        for spec, window_key in zip(self._specs, (merchant_id, mcc, GLOBAL_KEY), strict=True):
-            start = spec.start(event_time)
-            fire = start + spec.size_ms - 1
+        for kind, size, window_key in (
+            (KEY_MERCHANT, self._sizes[0], merchant_id),
+            (KEY_MCC, self._sizes[1], mcc),
+            (KEY_GLOBAL, self._sizes[2], GLOBAL_KEY),
+        ):
+            start = event_time - event_time % size
+            fire = start + size - 1
             close = fire + self._lateness
-            wid = (spec.key_kind, window_key, start)
+            wid = (kind, window_key, start)
             window = self.windows.get(wid)
             if window is None:
                 window = self.windows[wid] = _Open()
@@ -234,27 +263,27 @@ class ShardWindows:
                     if t not in self.timers:
                         self.timers.add(t)
                         timers.append(t)
-            window.totals = window.totals.plus(one)
+            _bump(window.sums, cents, decision, units)
             if watermark >= fire:
                 window.after += 1
                 if emit:
-                    if spec.key_kind == KEY_MERCHANT:
-                        results.append(self._result(spec, wid, window))
+                    if kind == KEY_MERCHANT:
+                        results.append(self._result(wid, window))
                     else:
-                        partials.append(Partial(spec.key_kind, window_key, start, one))
+                        one = EMPTY.count(cents, decision, units)
+                        partials.append(Partial(kind, window_key, start, one))
             else:
                 window.before += 1
-                if spec.key_kind != KEY_MERCHANT:
-                    window.unsent = window.unsent.plus(one)
+                if kind != KEY_MERCHANT:
+                    _bump(window.unsent, cents, decision, units)
             last_close = max(last_close, close)
         self.evictions.setdefault(last_close, []).append(key)
         return tuple(results), tuple(partials), tuple(timers)
 
-    def _result(self, spec: WindowSpec, wid: WindowId, window: _Open) -> WindowResult:
-        start = wid[2]
-        return WindowResult(
-            spec.key_kind, wid[1], start, start + spec.size_ms, window.revision, window.totals
-        )
+    def _result(self, wid: WindowId, window: _Open) -> WindowResult:
+        kind, key, start = wid
+        size = self._sizes[KEY_KINDS.index(kind)]
+        return WindowResult(kind, key, start, start + size, window.revision, window.totals)
 
     def on_timer(self, timestamp: int) -> Fired:
         """Fire the windows due at ``timestamp``, evict the ones that close, free their entries."""
@@ -262,7 +291,6 @@ class ShardWindows:
         self.timers.discard(timestamp)
         results: list[WindowResult] = []
         partials: list[Partial] = []
-        specs = {spec.key_kind: spec for spec in self._specs}
         for wid in self.fires.pop(timestamp, ()):
             window = self.windows.get(wid)
             if window is None or window.fired:
@@ -270,12 +298,10 @@ class ShardWindows:
             window.fired = True
             if not window.before:
                 continue  # only late payments: each was emitted when it came
-            spec = specs[wid[0]]
-            if spec.key_kind == KEY_MERCHANT:
-                results.append(self._result(spec, wid, window))
+            if wid[0] == KEY_MERCHANT:
+                results.append(self._result(wid, window))
             else:
-                partials.append(Partial(wid[0], wid[1], wid[2], window.unsent))
-                window.unsent = EMPTY
+                partials.append(Partial(wid[0], wid[1], wid[2], window.take_unsent()))
         for wid in self.closes.pop(timestamp, ()):
             self.windows.pop(wid, None)
         evicted = tuple(self.evictions.pop(timestamp, ()))
@@ -295,7 +321,7 @@ class ShardWindows:
             if fire <= self.floor:
                 for wid in wids:
                     self.windows[wid].fired = True
-                    self.windows[wid].unsent = EMPTY
+                    self.windows[wid].unsent = [0] * 7
         self.timers = set(self.fires) | set(self.closes)  # Flink restored these timers itself
         return self
 
