@@ -6,7 +6,8 @@ the mini-cluster and works through it (a catch-up: the watermark trails the data
 open until it passes). The window results topic is stamped by the broker (LogAppendTime); the
 sustained rate is the number of input payments whose event time lies between the windows closed
 at the 10th and at the 90th percentile of the output, divided by the append time between them, so
-job start-up and the drain at the end are excluded.
+job start-up and the drain at the end are excluded. The machine's load average at start and end goes
+into the results (a figure from a busy machine says so).
 
 Run from the repo root: ``python -m bench.analytics``; writes ``bench/results/analytics.json``.
 """
@@ -14,6 +15,7 @@ Run from the repo root: ``python -m bench.analytics``; writes ``bench/results/an
 from __future__ import annotations
 
 import bisect
+import os
 import time
 
 import numpy as np
@@ -92,6 +94,7 @@ def sustained_rate(
 
 def main() -> None:
     """Run and report."""
+    load_start = os.getloadavg()
     with bench_settings("analytics") as base, private_broker(base):
         settings = _settings(base, f"an-bench-{int(time.time())}")
         sim = simulate(replace(base.simulator, **TRAFFIC))
@@ -126,6 +129,8 @@ def main() -> None:
                 "guarantee": settings.analytics.guarantee,
                 "traffic": TRAFFIC,
                 "target_events_per_s": TARGET,
+                "load_average_start": [round(x, 2) for x in load_start],
+                "load_average_end": [round(x, 2) for x in os.getloadavg()],
             },
         )
         print(f"wrote {path}")
