@@ -634,6 +634,16 @@ class AnalyticsSettings(Section):
     """Window size of the merchant-category view."""
     global_window_ms: Positive = 60_000
     """Window size of the global view."""
+    shards: Positive = 2
+    """Keys the per-payment stage is spread over (merchants hashed into shards; each shard keeps
+    its merchants' windows and partial MCC and global totals, summed downstream). Use a multiple
+    of the parallelism you run at; each MCC or global window gets up to this many partials. Fixed
+    for the life of the job's state: changing it needs a fresh start (no savepoint)."""
+    watermark_interval_ms: Positive = 200
+    """How often the standalone job's source emits watermarks (Flink's
+    pipeline.auto-watermark-interval). In a catch-up the watermark moves in steps of whatever was
+    read in between: a shorter interval fires windows (and updates them with late events) closer
+    to arrival order, at the cost of more watermark traffic."""
     group_id: str = "riskstream-analytics"
     """Consumer group of the standalone job's transactions source."""
     source: str = "riskstream-analytics"

@@ -4,8 +4,8 @@
 :class:`udfs.analytics.records.ScoredPayment` records that carries event-time timestamps and
 watermarks (the scoring job calls it on its scored stream)::
 
-    scored -> key by merchant -> MerchantStage (dedup, too-late?, merchant windows)
-           -> key by "<kind>|<key>" -> ViewStage (MCC-hour and global-minute windows)
+    scored -> key by merchant shard -> ShardStage (dedup, too-late?, merchant windows, partials)
+           -> key by "<kind>|<key>" -> MergeStage (MCC-hour and global-minute windows, summed)
     window results (both stages) -> analytics topic      (WindowAnalytics JSON, revisioned)
     too-late payments            -> late-events topic    (how late, which window)
 
@@ -37,10 +37,10 @@ from udfs.analytics.records import unscored
 from udfs.analytics.stages import (
     LATE_TAG,
     RESULTS_TAG,
-    MerchantStage,
-    ViewStage,
-    merchant_key,
-    routed_key,
+    MergeStage,
+    ShardKey,
+    ShardStage,
+    view_key,
 )
 from udfs.analytics.windows import WindowParams
 from udfs.ingest import DEAD_LETTER_TAG
@@ -68,20 +68,20 @@ def attach(scored: DataStream, sinks: AnalyticsSinks, settings: Settings) -> Dat
     Returns the window-results stream (JSON strings), which is also written to ``sinks.analytics``.
     """
     params, source = window_params(settings), settings.analytics.source
-    merchants = (
-        scored.key_by(merchant_key, Types.STRING())
-        .process(MerchantStage(params, source), output_type=Types.PICKLED_BYTE_ARRAY())
-        .uid("analytics-merchant-windows")
-        .name("merchant windows")
+    shards = (
+        scored.key_by(ShardKey(settings.analytics.shards), Types.INT())
+        .process(ShardStage(params, source), output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("analytics-shard-windows")
+        .name("merchant windows and view partials")
     )
     views = (
-        merchants.key_by(routed_key, Types.STRING())
-        .process(ViewStage(params, source), output_type=Types.STRING())
-        .uid("analytics-view-windows")
+        shards.key_by(view_key, Types.STRING())
+        .process(MergeStage(params, source), output_type=Types.STRING())
+        .uid("analytics-view-merge")
         .name("mcc and global windows")
     )
-    results = merchants.get_side_output(RESULTS_TAG).union(views.get_side_output(RESULTS_TAG))
-    late = merchants.get_side_output(LATE_TAG).union(views.get_side_output(LATE_TAG))
+    results = shards.get_side_output(RESULTS_TAG).union(views.get_side_output(RESULTS_TAG))
+    late = shards.get_side_output(LATE_TAG)
     results.sink_to(sinks.analytics).uid("analytics-results-sink").name("analytics sink")
     late.sink_to(sinks.late_events).uid("analytics-late-events-sink").name("late-events sink")
     return results
@@ -147,6 +147,7 @@ def kafka_sinks(settings: Settings) -> AnalyticsSinks:
 def main(settings: Settings, bounded: bool = False) -> None:
     """Build and run the standalone job (mini-cluster or ``flink run``)."""
     env = create_env(settings)
+    env.get_config().set_auto_watermark_interval(settings.analytics.watermark_interval_ms)
     build(env, kafka_source(settings, bounded), kafka_sinks(settings), settings)
     env.execute(JOB_NAME)
 

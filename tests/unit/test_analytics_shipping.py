@@ -7,21 +7,27 @@ import pickle
 import cloudpickle  # type: ignore[import-untyped]
 
 from udfs.analytics.records import ScoredPayment, unscored
-from udfs.analytics.stages import MerchantStage, ViewStage, merchant_key, routed_key
-from udfs.analytics.windows import KeyWindows, WindowParams
+from udfs.analytics.shards import Partial, ShardWindows
+from udfs.analytics.stages import MergeStage, ShardKey, ShardStage, view_key
+from udfs.analytics.windows import Totals, WindowParams
 
 PAYMENT = ScoredPayment("e1", 1_767_225_600_000, "m1", "5411", 12.5, "step_up", 0.7)
 
 
 def test_functions_and_records_round_trip() -> None:
     params = WindowParams(allowed_lateness_ms=1234)
-    for stage in (MerchantStage(params, "src"), ViewStage(params, "src")):
+    for stage in (ShardStage(params, "src"), MergeStage(params, "src")):
         copy = cloudpickle.loads(cloudpickle.dumps(stage))
         assert (copy.params, copy.source) == (params, "src")
-    for selector in (merchant_key, routed_key, unscored):
+    for selector in (view_key, unscored):
         assert cloudpickle.loads(cloudpickle.dumps(selector)) is selector
+    key = ShardKey(4)
+    assert cloudpickle.loads(cloudpickle.dumps(key))(PAYMENT) == key(PAYMENT)
     assert pickle.loads(pickle.dumps(PAYMENT)) == PAYMENT
-    windows = KeyWindows(params.spec("merchant"), "m1", 1234, dedup=True)
-    windows.add(PAYMENT, -1)
-    assert pickle.loads(pickle.dumps(windows.snapshot())) == windows.snapshot()
-    assert merchant_key(PAYMENT) == "m1" and routed_key(("mcc|5411", PAYMENT)) == "mcc|5411"
+    shard = ShardWindows(params)
+    added = shard.add(PAYMENT, -1)
+    assert added.entry is not None
+    assert pickle.loads(pickle.dumps(added.entry)) == added.entry  # the stored MapState value
+    partial = Partial("mcc", "5411", 0, Totals(1, 1250))
+    assert pickle.loads(pickle.dumps(partial)) == partial
+    assert view_key(partial) == "mcc|5411"

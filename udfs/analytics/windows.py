@@ -34,6 +34,20 @@ SCORE_SCALE = 10**12
 WindowId = tuple[str, str, int]
 """(key kind, key, window start) names one window."""
 
+UNSCORED, APPROVE, STEP_UP, BLOCK = 0, 1, 2, 3
+DECISION_CODES = {None: UNSCORED, "approve": APPROVE, "step_up": STEP_UP, "block": BLOCK}
+"""A payment's decision as a small integer (what the window state stores)."""
+
+
+def scaled(p: ScoredPayment) -> tuple[int, int, int | None]:
+    """``p``'s amount in cents, decision code and score in 1e-12 units (``None``: not scored).
+
+    >>> scaled(ScoredPayment("e", 0, "m", "5411", 12.345, "block", 0.5))
+    (1234, 3, 500000000000)
+    """
+    score = None if p.score is None else round(p.score * SCORE_SCALE)
+    return round(p.amount * AMOUNT_SCALE), DECISION_CODES[p.decision], score
+
 
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
@@ -136,14 +150,30 @@ class Totals:
 
     def add(self, p: ScoredPayment) -> Totals:
         """These totals with ``p`` counted."""
+        return self.count(*scaled(p))
+
+    def count(self, amount_cents: int, decision: int, score_units: int | None) -> Totals:
+        """These totals with one payment counted, in the integer units :func:`scaled` gives."""
         return Totals(
             self.transactions + 1,
-            self.amount_cents + round(p.amount * AMOUNT_SCALE),
-            self.approve + (p.decision == "approve"),
-            self.step_up + (p.decision == "step_up"),
-            self.block + (p.decision == "block"),
-            self.scored + (p.score is not None),
-            self.score_units + (round(p.score * SCORE_SCALE) if p.score is not None else 0),
+            self.amount_cents + amount_cents,
+            self.approve + (decision == APPROVE),
+            self.step_up + (decision == STEP_UP),
+            self.block + (decision == BLOCK),
+            self.scored + (score_units is not None),
+            self.score_units + (score_units or 0),
+        )
+
+    def plus(self, other: Totals) -> Totals:
+        """The sum of two windows' (or two shards') totals."""
+        return Totals(
+            self.transactions + other.transactions,
+            self.amount_cents + other.amount_cents,
+            self.approve + other.approve,
+            self.step_up + other.step_up,
+            self.block + other.block,
+            self.scored + other.scored,
+            self.score_units + other.score_units,
         )
 
     @property
