@@ -1,39 +1,40 @@
-"""Backfill: historical files -> the streaming feature job's own graph -> Parquet features.
+"""Backfill: historical files -> batch passes of the feature stages per shard of keys -> Parquet.
 
-Graph::
+Graph (Flink BATCH execution; records between operators are *parcels* of many records)::
 
-    staged transactions (one FileSource split, arrival order) -> record timestamps + watermarks
-    staged labels       (one FileSource split, arrival order) -> record timestamps + watermarks
-        -> jobs.features.build(...)   (the SAME validation, card/device/terminal stages)
-        -> features: FeatureParquetWriter (pyarrow)      dead letters: FileSink (JSON Lines)
+    staged transactions + labels, merged in one arrival order (one numbered line each), in chunks
+        -> validate chunk (the live ValidateRecords) --dead letters--> FileSink (JSON Lines)
+        -> key by card shard     -> CardPass      (features.stages.card_stage per payment)
+        -> key by device shard   -> DevicePass    <- labels with a device, by device shard
+        -> key by terminal shard -> TerminalPass  <- labels, by terminal shard
+        -> TableWriter (Parquet, features/table.py schema)
 
 The input files are first staged (:mod:`features.history`) into one line file per role in arrival
-order, each line carrying the record timestamp the live Kafka source used, so the backfill assigns
-the same timestamps and the same bounded-out-of-orderness watermarks as the live job. Run it with
+order, each line carrying the record timestamp the live Kafka source used; the two roles are then
+merged by record timestamp (each kept in its own order) into one numbered file, which fixes the
+arrival order every pass replays. Each pass gets a whole shard of keys in one Python call and
+runs the same per-stage entry points as the stream and the driver (:mod:`udfs.backfill_passes`),
+so the per-record framework cost of the streaming graph disappears. Run it with
 ``riskstream backfill --input PATH --output DIR``.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyflink.common import Types, WatermarkStrategy
+from pyflink.common import Types
 from pyflink.common.serialization import Encoder
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.datastream.connectors.file_system import (
-    FileSink,
-    FileSource,
-    OutputFileConfig,
-    StreamFormat,
-)
+from pyflink.datastream.connectors.file_system import FileSink, OutputFileConfig
 
 from core.config import Settings, with_overrides
 from core.errors import JobError
@@ -41,6 +42,7 @@ from core.net import free_port
 from core.progress import Progress
 from features.history import (
     ROLES,
+    SEPARATOR,
     FileProblem,
     StagedInput,
     describe,
@@ -51,7 +53,26 @@ from features.history import (
 from features.table import BACKFILL_SUMMARY_FILE
 from jobs import features as features_job
 from jobs.env import create_env
-from udfs.backfill_ops import PROGRESS_DIR, FeatureParquetWriter, StagedTimestamps, staged_payload
+from udfs.backfill_ops import PROGRESS_DIR
+from udfs.backfill_passes import (
+    DEAD_LETTER_TAG,
+    DEVICE_LABELS_TAG,
+    LABEL,
+    NO_WATERMARK,
+    TERMINAL_LABELS_TAG,
+    TRANSACTION,
+    CardPass,
+    Chunk,
+    DevicePass,
+    TableWriter,
+    TerminalPass,
+    ValidateChunk,
+    chunk_text,
+    dead_letter_of,
+    merged_line,
+    parcel_shard,
+)
+from udfs.ingest import ValidateRecords
 
 JOB_NAME = "riskstream-backfill"
 FEATURES_DIR = "features"
@@ -59,6 +80,11 @@ DEAD_LETTER_DIR = "dead_letters"
 STAGING_DIR = "_staging"
 SUMMARY_FILE = BACKFILL_SUMMARY_FILE
 STAGED_SUFFIX = ".lines"
+MERGED_FILE = "merged.lines"
+CHUNK_LINES = 20_000
+"""Lines per chunk of the merged file: the unit the readers validate and parcel in one call."""
+SHARDS_PER_SUBTASK = 4
+"""Shards of keys per pass and subtask: each shard is computed in one Python call."""
 POLL_S = 0.5
 MARKER_FILE = "_riskstream_backfill.json"
 """Written first into every backfill output: what makes a directory a previous backfill output."""
@@ -79,35 +105,8 @@ class BackfillResult:
     problems: tuple[FileProblem, ...]
     elapsed_s: float
     job_s: float
-
-
-def staged_stream(
-    env: StreamExecutionEnvironment, staged: Path, role: str, settings: Settings
-) -> DataStream:
-    """Raw payloads of one staged file with the live job's timestamps and watermarks."""
-    source = FileSource.for_record_stream_format(
-        StreamFormat.text_line_format(), str(staged)
-    ).build()
-    lines = (
-        env.from_source(source, WatermarkStrategy.no_watermarks(), f"backfill-{role}-files")
-        .uid(f"backfill-{role}-files")
-        .set_parallelism(1)
-    )
-    strategy = features_job.watermarks(settings).with_timestamp_assigner(StagedTimestamps())
-    return (
-        lines.map(lambda line: line, Types.STRING())
-        .uid(f"backfill-{role}-lines")
-        .name(f"{role} lines")
-        .set_parallelism(1)
-        .assign_timestamps_and_watermarks(strategy)
-        .uid(f"backfill-{role}-timestamps")
-        .name(f"{role} timestamps")
-        .set_parallelism(1)
-        .map(staged_payload, Types.STRING())
-        .uid(f"backfill-{role}-payloads")
-        .name(f"{role} payloads")
-        .set_parallelism(1)
-    )
+    staging_s: float = 0.0
+    """Staging and merging the input files, before the Flink job starts."""
 
 
 def dead_letter_sink(output: Path) -> FileSink:
@@ -120,26 +119,109 @@ def dead_letter_sink(output: Path) -> FileSink:
     )
 
 
+def _staged_lines(path: Path, role: str) -> Iterator[tuple[int, str, str]]:
+    with path.open("r", encoding="utf-8", newline="\n") as handle:
+        for raw in handle:
+            line = raw.rstrip("\n")
+            if line:
+                yield int(line.split(SEPARATOR, 1)[0]), role, line
+
+
+def merge_staged(
+    staged: dict[str, StagedInput], target: Path, settings: Settings, chunk_lines: int = CHUNK_LINES
+) -> list[Chunk]:
+    """Merge the staged payments and labels into one arrival order at ``target``; its chunks.
+
+    The roles are merged by record timestamp, each kept in its own (arrival) order; on equal
+    timestamps payments come first. Each payment line carries the watermark its position
+    implies: the largest payment timestamp before it minus ``features.out_of_orderness_ms``
+    minus 1 (Flink's bounded-out-of-orderness rule), or -1 before the first payment.
+    """
+    out_of_orderness = settings.features.out_of_orderness_ms
+    merged = heapq.merge(
+        _staged_lines(staged["transactions"].path, TRANSACTION),
+        _staged_lines(staged["labels"].path, LABEL),
+        key=lambda item: item[0],
+    )
+    chunks: list[Chunk] = []
+    newest: int | None = None
+    seq = first_seq = start = offset = 0
+    with target.open("wb") as out:
+        for stamp, role, line in merged:
+            watermark = NO_WATERMARK
+            if role == TRANSACTION:
+                if newest is not None:
+                    watermark = newest - out_of_orderness - 1
+                newest = stamp if newest is None else max(newest, stamp)
+            data = (merged_line(role, watermark, line) + "\n").encode()
+            out.write(data)
+            offset += len(data)
+            seq += 1
+            if seq - first_seq == chunk_lines:
+                chunks.append((str(target), start, offset, first_seq))
+                start, first_seq = offset, seq
+    if seq > first_seq:
+        chunks.append((str(target), start, offset, first_seq))
+    return chunks
+
+
 def build(
-    env: StreamExecutionEnvironment,
-    staged: dict[str, StagedInput],
-    output: Path,
-    settings: Settings,
+    env: StreamExecutionEnvironment, chunks: list[Chunk], output: Path, settings: Settings
 ) -> DataStream:
-    """The backfill graph over staged files; returns the features stream (JSON strings)."""
-    sources = features_job.FeatureSources(
-        staged_stream(env, staged["transactions"].path, "transactions", settings),
-        staged_stream(env, staged["labels"].path, "labels", settings),
+    """The backfill graph over the merged file's chunks; returns the stream of feature tables."""
+    params = features_job.feature_params(settings)
+    shards = SHARDS_PER_SUBTASK * settings.flink.parallelism
+    f = settings.features
+    validators = {
+        role: ValidateRecords(kind, settings.kafka.topic(topic), f.source, f.max_future_skew_ms)
+        for role, kind, topic in (
+            (TRANSACTION, "transaction", "transactions"),
+            (LABEL, "label", "labels"),
+        )
+    }
+    parcel = Types.PICKLED_BYTE_ARRAY()
+    read = (
+        env.from_collection([chunk_text(c) for c in chunks], type_info=Types.STRING())
+        .uid("backfill-chunks")
+        .name("merged file chunks")
+        .process(ValidateChunk(validators, shards, params, str(output)), output_type=parcel)
+        .uid("backfill-validate")
+        .name("validate chunks")
     )
-    sinks = features_job.FeatureSinks(features=None, dead_letter=dead_letter_sink(output))
-    features = features_job.build(env, sources, sinks, settings)
-    writer = FeatureParquetWriter(
-        str(output / FEATURES_DIR), str(output), settings.backfill.rows_per_file
+    (
+        read.get_side_output(DEAD_LETTER_TAG)
+        .map(dead_letter_of, Types.STRING())
+        .uid("backfill-dead-letters")
+        .name("dead letters")
+        .sink_to(dead_letter_sink(output))
+        .uid("backfill-dead-letter-sink")
+        .name("dead-letter files")
     )
-    features.process(writer, output_type=Types.STRING()).uid("backfill-parquet").name(
+    cards = (
+        read.key_by(parcel_shard, Types.INT())
+        .process(CardPass(params, shards), output_type=parcel)
+        .uid("backfill-card")
+        .name("card pass")
+    )
+    devices = (
+        cards.union(read.get_side_output(DEVICE_LABELS_TAG))
+        .key_by(parcel_shard, Types.INT())
+        .process(DevicePass(params, shards), output_type=parcel)
+        .uid("backfill-device")
+        .name("device pass")
+    )
+    tables = (
+        devices.union(read.get_side_output(TERMINAL_LABELS_TAG))
+        .key_by(parcel_shard, Types.INT())
+        .process(TerminalPass(params, shards), output_type=parcel)
+        .uid("backfill-terminal")
+        .name("terminal pass")
+    )
+    writer = TableWriter(str(output / FEATURES_DIR), str(output), settings.backfill.rows_per_file)
+    tables.process(writer, output_type=Types.STRING()).uid("backfill-parquet").name(
         "parquet writer"
     )
-    return features
+    return tables
 
 
 def stage_inputs(source: Path, output: Path) -> dict[str, StagedInput]:
@@ -164,9 +246,11 @@ def stage_inputs(source: Path, output: Path) -> dict[str, StagedInput]:
     return staged
 
 
-def _progress(output: Path) -> tuple[int, int]:
+def _progress(output: Path, files: str = "writer-*.json") -> tuple[int, int]:
+    """(rows, newest event time) summed over the progress files ``files`` (writers: feature
+    rows written; ``reader-*.json``: payments validated)."""
     rows, max_time = 0, -1
-    for path in (output / PROGRESS_DIR).glob("writer-*.json"):
+    for path in (output / PROGRESS_DIR).glob(files):
         try:
             document = json.loads(path.read_text("utf-8"))
         except (OSError, json.JSONDecodeError):
@@ -265,7 +349,7 @@ def run(
 
     ``say`` gets the staging, dead-letter and summary lines; the rows written while the job runs
     show as a progress bar (:mod:`core.progress`: only in a terminal, never with ``quiet``), read
-    from the writers' progress files every ``backfill.progress_interval_s``."""
+    from the readers' then the writers' progress files every ``backfill.progress_interval_s``."""
     say = say or (lambda text: print(text, file=sys.stderr))
     started = time.monotonic()
     prepare_output(source, output)
@@ -285,8 +369,15 @@ def run(
     job_settings = with_overrides(
         settings, checkpoint={"restart_attempts": 0}, flink={"local_rest_port": free_port()}
     )
+    merge_started = time.monotonic()
+    chunks = merge_staged(staged, output / STAGING_DIR / MERGED_FILE, settings)
+    say(
+        f"backfill: merged into {len(chunks)} chunk(s) of up to {CHUNK_LINES} line(s) in "
+        f"{time.monotonic() - merge_started:.1f} s"
+    )
+    staging_s = time.monotonic() - started
     env = create_backfill_env(job_settings)
-    build(env, staged, output, job_settings)
+    build(env, chunks, output, job_settings)
     job_started = time.monotonic()
     client = env.execute_async(JOB_NAME)
     finished = client.get_job_execution_result()
@@ -295,9 +386,14 @@ def run(
         while not finished.done():
             now = time.monotonic()
             if progress.enabled and now - last_report >= settings.backfill.progress_interval_s:
+                # Batch passes: payments are validated first, features written at the end.
                 rows, max_time = _progress(output)
-                progress.update_to(rows)
-                progress.describe(f"event time up to {_iso(max_time)}")
+                if rows:
+                    progress.update_to(rows)
+                    progress.describe(f"written, event time up to {_iso(max_time)}")
+                else:
+                    progress.update_to(_progress(output, "reader-*.json")[0])
+                    progress.describe("validated, computing features")
                 last_report = now
             time.sleep(POLL_S)
     try:
@@ -323,6 +419,7 @@ def run(
         problems=problems,
         elapsed_s=time.monotonic() - started,
         job_s=job_s,
+        staging_s=staging_s,
     )
     _write_summary(result, letters, generator)
     say(
@@ -334,8 +431,9 @@ def run(
 
 def create_backfill_env(settings: Settings) -> StreamExecutionEnvironment:
     """The environment from :func:`jobs.env.create_env` (the one place that configures
-    Flink); no Kafka connector is needed for files."""
-    return create_env(settings, connectors=False)
+    Flink) in BATCH execution mode (every input is bounded; each keyed pass sees a shard's
+    records together and its end-of-input timer once); no Kafka connector is needed."""
+    return create_env(settings, extra={"execution.runtime-mode": "BATCH"}, connectors=False)
 
 
 def input_generator(source: Path) -> dict[str, Any] | None:
@@ -364,5 +462,6 @@ def _write_summary(
         "problems": [describe(p) for p in result.problems],
         "elapsed_s": round(result.elapsed_s, 3),
         "job_s": round(result.job_s, 3),
+        "staging_s": round(result.staging_s, 3),
     }
     (result.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
