@@ -72,7 +72,7 @@ from udfs.backfill_passes import (
     merged_line,
     parcel_shard,
 )
-from udfs.ingest import ValidateRecords
+from udfs.ingest import IngestRules, ValidateRecords
 
 JOB_NAME = "riskstream-backfill"
 FEATURES_DIR = "features"
@@ -172,8 +172,9 @@ def build(
     params = features_job.feature_params(settings)
     shards = SHARDS_PER_SUBTASK * settings.flink.parallelism
     f = settings.features
+    rules = IngestRules.from_settings(f, settings.ingest, live=False)
     validators = {
-        role: ValidateRecords(kind, settings.kafka.topic(topic), f.source, f.max_future_skew_ms)
+        role: ValidateRecords(kind, settings.kafka.topic(topic), f.source, rules)
         for role, kind, topic in (
             (TRANSACTION, "transaction", "transactions"),
             (LABEL, "label", "labels"),

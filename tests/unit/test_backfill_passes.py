@@ -37,7 +37,7 @@ from udfs.backfill_passes import (
     chunk_text,
     parse_merged,
 )
-from udfs.ingest import DEAD_LETTER_TAG, ValidateRecords
+from udfs.ingest import DEAD_LETTER_TAG, IngestRules, ValidateRecords
 
 SHARDS = 3
 
@@ -94,9 +94,10 @@ def _run(step: Any, parcels: list[Any]) -> list[Any]:
 def _passes(settings: Settings, chunks: list[Any]) -> tuple[pa.Table, list[str]]:
     params = features_job.feature_params(settings)
     f = settings.features
+    rules = IngestRules.from_settings(f, settings.ingest, live=False)
     validators = {
-        TRANSACTION: ValidateRecords("transaction", "tx", f.source, f.max_future_skew_ms),
-        LABEL: ValidateRecords("label", "labels", f.source, f.max_future_skew_ms),
+        TRANSACTION: ValidateRecords("transaction", "tx", f.source, rules),
+        LABEL: ValidateRecords("label", "labels", f.source, rules),
     }
     reader = pickle.loads(pickle.dumps(ValidateChunk(validators, SHARDS, params, "unused")))
     reader.progress_root = str(Path(chunks[0][0]).parent)
