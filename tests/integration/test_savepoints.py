@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings, replace, with_overrides
+from core.errors import ServiceError
 from riskstream import jobrunner
 from riskstream.cli import GATEWAY_DISABLED_VAR
 from riskstream.infra.cluster import LocalCluster
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.integration
 RISKSTREAM = str(Path(sys.executable).parent / "riskstream")
 KEYS = 5
 FIRST, SECOND = 200, 150
-WAIT_S = 120.0
+WAIT_S = 180.0
 
 
 def _settings(base: Settings, name: str) -> Settings:
@@ -51,14 +52,38 @@ def _produce(settings: Settings, start: int, count: int) -> None:
     )
 
 
-def _wait_for_outputs(settings: Settings, expected: int) -> None:
+LOG_TAIL_CHARS = 4000
+
+
+def _wait_for_outputs(settings: Settings, expected: int, log: Path | None = None) -> None:
+    """Wait for ``expected`` outputs; if they do not come, fail with the local job's exit code
+    and the end of its log (a job that could not start says why there)."""
     topic = settings.skeleton.output_topic
-    wait_until(
-        lambda: len(read_values(settings, topic, committed=False)) >= expected,
-        WAIT_S,
-        f"{expected} outputs",
-        poll_s=1.0,
-    )
+    try:
+        wait_until(
+            lambda: len(read_values(settings, topic, committed=False)) >= expected,
+            WAIT_S,
+            f"{expected} outputs",
+            poll_s=1.0,
+        )
+    except ServiceError as e:
+        if log is None:
+            raise
+        tail = log.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        raise AssertionError(f"{e}; the local job's log {log} ends:\n{tail}") from e
+
+
+def _start_local(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`riskstream run --job skeleton` on a mini-cluster in its own process, output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [RISKSTREAM, "--config", str(config), "run", "--job", "skeleton"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # As inherited from a process that ran a pandas UDF locally (PyFlink sets it there);
+            # the CLI must still start its job (it failed to, once test_replay had run).
+            env={**os.environ, GATEWAY_DISABLED_VAR: "true"},
+        )
 
 
 def _assert_continuous(settings: Settings, total: int) -> None:
@@ -77,17 +102,10 @@ def _assert_continuous(settings: Settings, total: int) -> None:
 def _run_local_until(settings: Settings, config: Path, expected: int, savepoint_dir: Path) -> Path:
     """Run the skeleton with `riskstream run` until ``expected`` outputs exist, then stop it with
     `riskstream stop --savepoint`; returns the savepoint directory."""
-    job = subprocess.Popen(
-        [RISKSTREAM, "--config", str(config), "run", "--job", "skeleton"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # As inherited from a process that ran a pandas UDF locally (PyFlink sets it there); the
-        # CLI must still start its job (it failed to, once test_replay had run in the session).
-        env={**os.environ, GATEWAY_DISABLED_VAR: "true"},
-    )
+    log = savepoint_dir.with_name(f"{savepoint_dir.name}-job.log")
+    job = _start_local(config, log)
     try:
-        _wait_for_outputs(settings, expected)
+        _wait_for_outputs(settings, expected, log)
         stop = subprocess.run(
             [RISKSTREAM, "--config", str(config), "stop", "--savepoint", str(savepoint_dir)],
             capture_output=True,
@@ -159,13 +177,10 @@ def test_resume_from_a_retained_checkpoint_after_cancel(
     )
     _produce(settings, 0, FIRST)
     config = jobrunner.write_settings(settings, tmp_path / "settings.yaml")
-    job = subprocess.Popen(
-        [RISKSTREAM, "--config", str(config), "run", "--job", "skeleton"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "job.log"
+    job = _start_local(config, log)
     try:
-        _wait_for_outputs(settings, FIRST)
+        _wait_for_outputs(settings, FIRST, log)
         # The second checkpoint completing after the outputs was triggered after them, so its
         # offsets cover every input: nothing is replayed from it.
         first = _checkpoint_number(_latest_checkpoint(settings.checkpoint_dir))

@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Producer
 
 from core.config import Settings, with_overrides
-from core.errors import JobError
+from core.errors import JobError, ServiceError
 from core.net import free_port
 from jobs import scoring
 from riskstream import jobrunner
@@ -49,6 +49,7 @@ MINUTE = 60_000
 NO_SHEDDING_MS = 3_600_000
 WAIT_S = 180.0
 POLL_S = 1.0
+LOG_TAIL_CHARS = 4000
 # The job's Arrow batches depend on arrival timing; scoring is batch-invariant since a one-row batch
 # is scored as two rows (scoring/onnx_io.py), yet this test keeps a tolerance.
 SCORE_TOLERANCE = 1e-3
@@ -305,12 +306,17 @@ def test_broker_restart_mid_stream_loses_nothing(
     rest = FlinkRest(f"http://127.0.0.1:{settings.flink.local_rest_port}")
     try:
         produce(settings, stream[:HALF])
-        wait_until(
-            lambda: len(decided(settings)) >= HALF,
-            WAIT_S,
-            "decisions of the first half",
-            poll_s=POLL_S,
-        )
+        try:
+            wait_until(
+                lambda: len(decided(settings)) >= HALF,
+                WAIT_S,
+                "decisions of the first half",
+                poll_s=POLL_S,
+            )
+        except ServiceError as e:  # a job that could not start says why in its log
+            log_file.flush()
+            tail = (tmp_path / "job.log").read_text(errors="replace")[-LOG_TAIL_CHARS:]
+            raise AssertionError(f"{e}; exit code {job.poll()}; job.log ends:\n{tail}") from e
         first_pid = broker.running_pid()
         broker.stop()
         time.sleep(5)
