@@ -37,6 +37,7 @@ from jobs.env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring import registry
 from scoring.scorer import ScoringPolicy
+from udfs.decision_memory import MemorySource
 from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
 from udfs.feature_gate import REFUSED_TAG, FeatureRows
 from udfs.feature_rows import COLUMNS, row_type
@@ -64,6 +65,15 @@ class ScoringSinks:
 def policy(settings: Settings) -> ScoringPolicy:
     """Degraded-mode policy from the ``scoring`` settings."""
     return ScoringPolicy.from_settings(settings.scoring)
+
+
+def replay_memory(settings: Settings) -> MemorySource | None:
+    """Where the scoring UDF reads back the published decisions (``scoring.replay_memory_records``
+    per partition of the decisions topic; None when 0)."""
+    records = settings.scoring.replay_memory_records
+    if records <= 0:
+        return None
+    return MemorySource(settings.kafka, settings.kafka.topic("decisions"), records)
 
 
 def feature_gate(settings: Settings) -> FeatureRows:
@@ -119,11 +129,12 @@ def build(
         .watermark(ROWTIME, "SOURCE_WATERMARK()")
         .build(),
     )
-    score = score_function(settings.registry, policy(settings))
+    score = score_function(settings.registry, policy(settings), replay_memory(settings))
     names = list(COLUMNS)
+    features = [col(n) for n in PAYMENT_FEATURES.names]
     scored = table.select(
         *[col(n) for n in names],
-        score(col("computed_time"), *[col(n) for n in PAYMENT_FEATURES.names]).alias(SCORE),
+        score(col("event_id"), col("computed_time"), *features).alias(SCORE),
     ).select(*[col(n) for n in names], *[col(SCORE).get(f).alias(f) for f, _ in RESULT_FIELDS])
     decisions = (
         t_env.to_data_stream(scored)

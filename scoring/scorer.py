@@ -150,8 +150,20 @@ class Scorer:
             self.shedding = True
         return self.shedding
 
-    def score(self, features: F64, lag_ms: float) -> BatchResult:
-        """Score rows of full feature-set vectors (``PAYMENT_FEATURES`` order)."""
+    def score(self, features: F64, lag_ms: float, replay_mode: str | None = None) -> BatchResult:
+        """Score rows of full feature-set vectors (``PAYMENT_FEATURES`` order).
+
+        ``replay_mode`` (``full`` or ``shed``) scores the rows as they were scored the first
+        time (:mod:`scoring.replay`) instead of by their lag; it leaves the shedding state alone.
+        """
+        if replay_mode is None:
+            shedding = self.update_shedding(lag_ms)
+        elif replay_mode in (MODE_FULL, MODE_SHED):
+            shedding = replay_mode == MODE_SHED
+        else:
+            raise ValueError(
+                f"replay_mode: expected {MODE_FULL!r} or {MODE_SHED!r}, found {replay_mode!r}"
+            )
         x = self.models.model_inputs(features)
         rules = self.models.rules.score(x)
         fired = self.models.rules.fired(x)
@@ -159,7 +171,7 @@ class Scorer:
             stacking.RULES: rules,
             **stacking.derived_scores(x, self.models.inputs),
         }
-        wanted = self.policy.fast_models if self.update_shedding(lag_ms) else stacking.LEARNED
+        wanted = self.policy.fast_models if shedding else stacking.LEARNED
         failed, open_circuits = [], []
         for name in stacking.LEARNED:
             if name not in wanted or not self._closed(name):
@@ -173,7 +185,7 @@ class Scorer:
                 scores[name] = np.full(len(x), np.nan)
             else:
                 scores[name] = result
-        full = not self.shedding and all(np.isfinite(scores[n]).all() for n in stacking.LEARNED)
+        full = not shedding and all(np.isfinite(scores[n]).all() for n in stacking.LEARNED)
         if full:
             probability = self._ensemble(scores)
             if probability is None:
@@ -181,7 +193,7 @@ class Scorer:
                 full = False
         if full and probability is not None:
             mode, decision = MODE_FULL, self.models.thresholds.decide(probability)
-        elif self.shedding and not failed and not open_circuits:
+        elif shedding and not failed and not open_circuits:
             mode = MODE_SHED
             probability = self._fast_probability(scores, rules)
             decision = _stricter(
