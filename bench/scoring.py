@@ -62,9 +62,10 @@ def _job_seconds(settings: Settings, rows: int, scorer: Any | None) -> float:
     columns = ", ".join(f"`{n}` DOUBLE" for n in names)
     ranges = ", ".join(f"'fields.{n}.min'='0', 'fields.{n}.max'='{FEATURE_MAX}'" for n in names)
     t_env.execute_sql(
-        f"CREATE TEMPORARY TABLE src ({columns}, computed_time BIGINT) WITH ("
+        f"CREATE TEMPORARY TABLE src ({columns}, computed_time BIGINT, event_id STRING) WITH ("
         f"'connector'='datagen', 'number-of-rows'='{rows}', 'rows-per-second'='100000000', "
-        f"{ranges}, 'fields.computed_time.min'='0', 'fields.computed_time.max'='1')"
+        f"{ranges}, 'fields.computed_time.min'='0', 'fields.computed_time.max'='1', "
+        "'fields.event_id.length'='12')"
     )
     t_env.execute_sql("CREATE TEMPORARY TABLE sink (p DOUBLE) WITH ('connector'='blackhole')")
     source = t_env.from_path("src")
@@ -73,8 +74,8 @@ def _job_seconds(settings: Settings, rows: int, scorer: Any | None) -> float:
         result = source.select(col(names[0]))
     elif isinstance(scorer, ScoreRow):
         result = source.select(udf(scorer, result_type=DataTypes.DOUBLE())(*args))
-    else:
-        result = source.select(scorer(*args).get("probability"))
+    else:  # the pandas UDF also takes the payment's id (its replay memory is keyed by it)
+        result = source.select(scorer(col("event_id"), *args).get("probability"))
     started = time.monotonic()
     result.execute_insert("sink").wait()
     return time.monotonic() - started

@@ -695,6 +695,12 @@ class ScoringSettings(Section):
     alone (degraded); after breaker_failures failing batches in a row it is skipped..."""
     breaker_cooldown_ms: Millis = 30_000
     """... for breaker_cooldown_ms, then tried again."""
+    replay_memory_records: Annotated[int, Field(ge=0)] = 50_000
+    """Replay memory: when the scoring UDF opens (start, restart after a failure, restore), it
+    reads back the last replay_memory_records decisions of each decisions-topic partition, and a
+    replayed payment is scored in the mode (full or shed) of its published decision, so it gets
+    the same score and decision as the first time (docs/scoring.md). It must cover the decisions
+    written between two checkpoints (rate x checkpoint.interval_ms); 0 turns it off."""
     fallback_step_up: Share = 0.4
     """Rules-only decisions: step up when the rules' noisy-OR score reaches this..."""
     fallback_block: Share = 0.7

@@ -29,14 +29,19 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from core.config import Guarantee, Settings, check_job
+from features.output import FEATURE_SET_HASH
 from jobs import features as feature_job
 from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
 from jobs.env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
+from scoring import registry
 from scoring.scorer import ScoringPolicy
+from udfs.decision_memory import MemorySource
 from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
-from udfs.feature_rows import COLUMNS, row_type, to_row
+from udfs.feature_gate import REFUSED_TAG, FeatureRows
+from udfs.feature_rows import COLUMNS, row_type
+from udfs.metrics import DeadLetterMetrics
 from udfs.score_udf import RESULT_FIELDS, score_function
 
 JOB_NAME = "riskstream-scoring"
@@ -62,6 +67,34 @@ def policy(settings: Settings) -> ScoringPolicy:
     return ScoringPolicy.from_settings(settings.scoring)
 
 
+def replay_memory(settings: Settings) -> MemorySource | None:
+    """Where the scoring UDF reads back the published decisions (``scoring.replay_memory_records``
+    per partition of the decisions topic; None when 0)."""
+    records = settings.scoring.replay_memory_records
+    if records <= 0:
+        return None
+    return MemorySource(settings.kafka, settings.kafka.topic("decisions"), records)
+
+
+def feature_gate(settings: Settings) -> FeatureRows:
+    """Rows for scoring; features of another feature-set hash than the champion's (as registered
+    at submission: the UDF refuses at load a champion whose hash is not the code's) are dead
+    letters."""
+    models = settings.registry
+    version = registry.champion(models)
+    if version is None:  # the UDF's open() fails with the registry's own message
+        expected, version = FEATURE_SET_HASH, "none"
+    else:
+        expected = str(registry.read_card(models, version)["feature_set"]["spec_hash"])
+    return FeatureRows(
+        expected,
+        version,
+        topic=settings.kafka.topic("features"),
+        source=settings.scoring.source_name,
+        max_bytes=settings.ingest.dead_letter_max_bytes,
+    )
+
+
 def build(
     env: StreamExecutionEnvironment,
     sources: feature_job.FeatureSources,
@@ -73,9 +106,18 @@ def build(
         env, sources, feature_job.FeatureSinks(sinks.features, sinks.dead_letter), settings
     )
     rows = (
-        enriched.map(to_row, output_type=row_type())
+        enriched.process(feature_gate(settings), output_type=row_type())
         .uid("scoring-feature-rows")
         .name("features as rows")
+    )
+    (
+        rows.get_side_output(REFUSED_TAG)
+        .map(DeadLetterMetrics(), output_type=Types.STRING())
+        .uid("scoring-refused-features-metrics")
+        .name("count refused features")
+        .sink_to(sinks.dead_letter)
+        .uid("scoring-refused-features-sink")
+        .name("refused features")
     )
     t_env = StreamTableEnvironment.create(env)
     # Only the Table API's Python operator (the scoring UDF) reads the table config.
@@ -87,11 +129,12 @@ def build(
         .watermark(ROWTIME, "SOURCE_WATERMARK()")
         .build(),
     )
-    score = score_function(settings.registry, policy(settings))
+    score = score_function(settings.registry, policy(settings), replay_memory(settings))
     names = list(COLUMNS)
+    features = [col(n) for n in PAYMENT_FEATURES.names]
     scored = table.select(
         *[col(n) for n in names],
-        score(col("computed_time"), *[col(n) for n in PAYMENT_FEATURES.names]).alias(SCORE),
+        score(col("event_id"), col("computed_time"), *features).alias(SCORE),
     ).select(*[col(n) for n in names], *[col(SCORE).get(f).alias(f) for f, _ in RESULT_FIELDS])
     decisions = (
         t_env.to_data_stream(scored)

@@ -10,11 +10,15 @@ UDF in :mod:`udfs.score_udf`. For each Arrow batch of feature vectors it decides
   ``recover_ratio`` x budget (hysteresis, so it does not flap);
 - **rules only** (a model raised or returned NaN): the batch is decided by the rules' fallback
   thresholds and marked degraded; after ``breaker_failures`` failing batches in a row the failing
-  model is skipped for ``breaker_cooldown_ms`` (open circuit), then tried again.
+  model is skipped for ``breaker_cooldown_ms`` (open circuit), then tried again. Each opening is
+  logged once (logger ``scoring.scorer``, WARNING) with the model and the cause of its last
+  failure (exception type and message, or the NaN / wrong-shaped output), so ``model_failed:<m>``
+  reason codes can be traced to a cause without a log line per batch.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +39,8 @@ from scoring.thresholds import Thresholds
 F64 = npt.NDArray[np.float64]
 
 TOP_FEATURES = 2
+
+LOG = logging.getLogger(__name__)
 
 
 _DEFAULTS = ScoringSettings()
@@ -93,6 +99,23 @@ class _Breaker:
     open_until_ms: float = 0.0
 
 
+def failure_cause(exc: BaseException | None, values: F64 | None, rows: int) -> str:
+    """Why a model's batch failed, for the log: the exception, or what was wrong with its output.
+
+    >>> failure_cause(ValueError("bad input"), None, 3)
+    'ValueError: bad input'
+    >>> failure_cause(None, np.array([0.1, np.nan]), 2)
+    'returned 1 non-finite score(s) of 2'
+    """
+    if exc is not None:
+        return f"{type(exc).__name__}: {exc}"
+    if values is None:
+        return "returned nothing"
+    if values.shape != (rows,):
+        return f"returned shape {values.shape}, expected ({rows},)"
+    return f"returned {int((~np.isfinite(values)).sum())} non-finite score(s) of {rows}"
+
+
 @dataclass
 class Scorer:
     """Scores batches with the champion models under the degraded-mode policy."""
@@ -103,6 +126,7 @@ class Scorer:
     shedding: bool = False
     breakers: dict[str, _Breaker] = field(default_factory=dict)
     explainer: LinearExplainer | None = None
+    _ensemble_failing: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.policy.fast_models if m not in stacking.LEARNED]
@@ -126,8 +150,20 @@ class Scorer:
             self.shedding = True
         return self.shedding
 
-    def score(self, features: F64, lag_ms: float) -> BatchResult:
-        """Score rows of full feature-set vectors (``PAYMENT_FEATURES`` order)."""
+    def score(self, features: F64, lag_ms: float, replay_mode: str | None = None) -> BatchResult:
+        """Score rows of full feature-set vectors (``PAYMENT_FEATURES`` order).
+
+        ``replay_mode`` (``full`` or ``shed``) scores the rows as they were scored the first
+        time (:mod:`scoring.replay`) instead of by their lag; it leaves the shedding state alone.
+        """
+        if replay_mode is None:
+            shedding = self.update_shedding(lag_ms)
+        elif replay_mode in (MODE_FULL, MODE_SHED):
+            shedding = replay_mode == MODE_SHED
+        else:
+            raise ValueError(
+                f"replay_mode: expected {MODE_FULL!r} or {MODE_SHED!r}, found {replay_mode!r}"
+            )
         x = self.models.model_inputs(features)
         rules = self.models.rules.score(x)
         fired = self.models.rules.fired(x)
@@ -135,7 +171,7 @@ class Scorer:
             stacking.RULES: rules,
             **stacking.derived_scores(x, self.models.inputs),
         }
-        wanted = self.policy.fast_models if self.update_shedding(lag_ms) else stacking.LEARNED
+        wanted = self.policy.fast_models if shedding else stacking.LEARNED
         failed, open_circuits = [], []
         for name in stacking.LEARNED:
             if name not in wanted or not self._closed(name):
@@ -149,7 +185,7 @@ class Scorer:
                 scores[name] = np.full(len(x), np.nan)
             else:
                 scores[name] = result
-        full = not self.shedding and all(np.isfinite(scores[n]).all() for n in stacking.LEARNED)
+        full = not shedding and all(np.isfinite(scores[n]).all() for n in stacking.LEARNED)
         if full:
             probability = self._ensemble(scores)
             if probability is None:
@@ -157,7 +193,7 @@ class Scorer:
                 full = False
         if full and probability is not None:
             mode, decision = MODE_FULL, self.models.thresholds.decide(probability)
-        elif self.shedding and not failed and not open_circuits:
+        elif shedding and not failed and not open_circuits:
             mode = MODE_SHED
             probability = self._fast_probability(scores, rules)
             decision = _stricter(
@@ -177,25 +213,49 @@ class Scorer:
 
     def _run(self, name: str, x: npt.NDArray[np.float32]) -> F64 | None:
         breaker = self.breakers.setdefault(name, _Breaker())
+        error: Exception | None = None
         try:
-            values = batch_invariant_score(name, self.models.sessions[name], x)
-        except Exception:  # any model failure must degrade the decision, never stop the job
-            values = None
+            values: F64 | None = batch_invariant_score(name, self.models.sessions[name], x)
+        except Exception as exc:  # any model failure must degrade the decision, never stop the job
+            values, error = None, exc
         if values is None or values.shape != (len(x),) or not np.isfinite(values).all():
             breaker.consecutive += 1
             if breaker.consecutive >= self.policy.breaker_failures:
                 breaker.open_until_ms = self.clock_ms() + self.policy.breaker_cooldown_ms
                 breaker.consecutive = 0
+                LOG.warning(
+                    "model %s (registry %s) failed %d batches in a row, circuit open for %d ms; "
+                    "last failure: %s",
+                    name,
+                    self.models.version,
+                    self.policy.breaker_failures,
+                    self.policy.breaker_cooldown_ms,
+                    failure_cause(error, values, len(x)),
+                    exc_info=error,
+                )
             return None
         breaker.consecutive = 0
         return values
 
     def _ensemble(self, scores: Mapping[str, F64]) -> F64 | None:
+        rows = len(scores[stacking.RULES])
+        error: Exception | None = None
         try:
-            p = ensemble_probability(self.models.sessions[stacking.ENSEMBLE], scores)
-        except Exception:  # as in _run: degrade, never stop
-            return None
-        return p if np.isfinite(p).all() else None
+            p: F64 | None = ensemble_probability(self.models.sessions[stacking.ENSEMBLE], scores)
+        except Exception as exc:  # as in _run: degrade, never stop
+            p, error = None, exc
+        if p is not None and p.shape == (rows,) and np.isfinite(p).all():
+            self._ensemble_failing = False
+            return p
+        if not self._ensemble_failing:  # once per run of failures: the ensemble has no breaker
+            self._ensemble_failing = True
+            LOG.warning(
+                "ensemble (registry %s) failed, batches decided by the rules until it recovers: %s",
+                self.models.version,
+                failure_cause(error, p, rows),
+                exc_info=error,
+            )
+        return None
 
     def _fast_probability(self, scores: Mapping[str, F64], rules: F64) -> F64:
         fast = [scores[m] for m in self.policy.fast_models if np.isfinite(scores[m]).all()]

@@ -36,7 +36,11 @@ def row_type() -> RowTypeInfo:
 
 def to_row(record_json: str) -> Row:
     """An enriched-features record (JSON) as a row of :func:`row_type`."""
-    record = output.decode(record_json)
+    return record_row(output.decode(record_json))
+
+
+def record_row(record: output.EnrichedFeatures) -> Row:
+    """A decoded enriched-features record as a row of :func:`row_type`."""
     values = record.features
     return Row(
         record.event_id,

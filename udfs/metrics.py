@@ -143,8 +143,11 @@ METRICS: tuple[Metric, ...] = (
            "payments decided without the full ensemble (shed or rules only)", "scoring UDF",
            lazy=True),
     Metric(operator_metric("shedBatches", "scoring"), "counter",
-           "batches scored in load-shedding mode (lag over scoring.latency_budget_ms)",
-           "scoring UDF", lazy=True),
+           "batches scored in load-shedding mode (lag over scoring.latency_budget_ms, or "
+           "replays of shed decisions)", "scoring UDF", lazy=True),
+    Metric(operator_metric("replayedRows", "scoring"), "counter",
+           "payments decided before a restart, scored again in the mode of their published "
+           "decision (scoring.replay_memory_records)", "scoring UDF", lazy=True),
     Metric(operator_metric("modelFailures", "scoring"), "counter",
            "model calls that raised or returned NaN", "scoring UDF", lazy=True),
     Metric(_ours(BREAKER_OPEN), "gauge",

@@ -3,7 +3,9 @@
 Models are loaded once per worker in ``open()`` from the registry (checksums and the feature-set
 contract verified); each ``eval`` gets a batch of feature columns and returns one struct per row:
 every model's score, the ensemble probability, the decision, its reason codes and whether it was
-decided in a degraded mode (:mod:`scoring.scorer`). Counters go to Flink's metric system.
+decided in a degraded mode (:mod:`scoring.scorer`). A payment the job already decided before a
+failure (remembered from the decisions topic, :mod:`udfs.decision_memory`) is scored in the mode
+it was first scored in (:mod:`scoring.replay`). Counters go to Flink's metric system.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from scoring import stacking
 from scoring.explain import LinearExplainer
 from scoring.fields import APPROVE, BLOCK, MODE_SHED, RESULT_NAMES, SCORE_PREFIX, STEP_UP
 from scoring.registry import load_champion
+from scoring.replay import score_batch
 from scoring.scorer import Scorer, ScoringPolicy
-from udfs import metrics
+from udfs import decision_memory, metrics
+from udfs.decision_memory import DecisionMemory, MemorySource
 
 _STRINGS = {"decision", "mode", "reasons", "model_version"}
 RESULT_FIELDS = tuple(
@@ -33,12 +37,17 @@ RESULT_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in RESUL
 
 
 class ScoreBatch(ScalarFunction):  # type: ignore[misc]
-    """Scores Arrow batches: ``eval(computed_time, *features)`` in ``PAYMENT_FEATURES`` order."""
+    """Scores Arrow batches: ``eval(event_id, computed_time, *features)``, features in
+    ``PAYMENT_FEATURES`` order; ``memory`` says where published decisions are read back from."""
 
-    def __init__(self, registry_dir: str, policy: ScoringPolicy) -> None:
+    def __init__(
+        self, registry_dir: str, policy: ScoringPolicy, memory: MemorySource | None = None
+    ) -> None:
         self.registry_dir = registry_dir
         self.policy = policy
+        self.memory = memory
         self._scorer: Scorer | None = None
+        self._published = DecisionMemory()
         self._counters: dict[str, Any] = {}
         self._decisions: metrics.LabelledCounters | None = None
         self._open_circuits = 0
@@ -52,8 +61,9 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
                 models.model_bytes[stacking.LOGISTIC], models.inputs
             )
         self._scorer = Scorer(models, self.policy, explainer=explainer)
+        self._published = decision_memory.load(self.memory)
         group = function_context.get_metric_group().add_group("scoring")
-        for name in ("rows", "degradedRows", "shedBatches", "modelFailures"):
+        for name in ("rows", "degradedRows", "shedBatches", "modelFailures", "replayedRows"):
             self._counters[name] = group.counter(name)
         root = function_context.get_metric_group()
         self._decisions = metrics.LabelledCounters(
@@ -62,30 +72,36 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         # Process mode (pandas UDF): the callback runs in this worker; Java keeps the value.
         root.add_group(metrics.GROUP).gauge(metrics.BREAKER_OPEN, lambda: self._open_circuits)
 
-    def eval(self, computed_time: pd.Series, *features: pd.Series) -> pd.DataFrame:
+    def eval(
+        self, event_id: pd.Series, computed_time: pd.Series, *features: pd.Series
+    ) -> pd.DataFrame:
         """Score one batch; the lag that drives load shedding is measured on its oldest row."""
         scorer = self._scorer
         if scorer is None:
             raise RuntimeError("ScoreBatch.eval called before open()")
         x = np.column_stack([f.to_numpy(dtype=np.float64) for f in features])
         lag_ms = time.time() * 1000.0 - float(computed_time.min())
-        result = scorer.score(x, lag_ms)
+        remembered = self._published.modes(event_id.tolist(), scorer.models.version)
+        result = score_batch(scorer, x, lag_ms, remembered)
         rows = len(x)
         self._counters["rows"].inc(rows)
-        if result.degraded:
-            self._counters["degradedRows"].inc(rows)
-        if result.mode == MODE_SHED:
-            self._counters["shedBatches"].inc()
-        if result.failed_models:
-            self._counters["modelFailures"].inc(len(result.failed_models))
-        self._open_circuits = len(result.open_circuits)
+        for part in result.parts:
+            if part.degraded:
+                self._counters["degradedRows"].inc(len(part.probability))
+            if part.mode == MODE_SHED:
+                self._counters["shedBatches"].inc()
+            if part.failed_models:
+                self._counters["modelFailures"].inc(len(part.failed_models))
+        self._open_circuits = max(len(part.open_circuits) for part in result.parts)
+        if result.replayed:
+            self._counters["replayedRows"].inc(result.replayed)
         if self._decisions is not None:
             for outcome, count in Counter(result.decision.tolist()).items():
                 self._decisions.inc(str(outcome), count)
         frame = {
             "probability": result.probability,
             "decision": result.decision.astype(str),
-            "mode": np.full(rows, result.mode),
+            "mode": result.modes,
             "reasons": result.reasons,
             "model_version": np.full(rows, scorer.models.version),
         }
@@ -94,6 +110,9 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         return pd.DataFrame(frame)
 
 
-def score_function(registry: Path, policy: ScoringPolicy) -> Any:
-    """The pandas UDF over ``computed_time`` and every feature column."""
-    return udf(ScoreBatch(str(registry), policy), result_type=RESULT_TYPE, func_type="pandas")
+def score_function(
+    registry: Path, policy: ScoringPolicy, memory: MemorySource | None = None
+) -> Any:
+    """The pandas UDF over ``event_id``, ``computed_time`` and every feature column."""
+    function = ScoreBatch(str(registry), policy, memory)
+    return udf(function, result_type=RESULT_TYPE, func_type="pandas")

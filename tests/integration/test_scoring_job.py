@@ -10,6 +10,7 @@ import collections
 import contextlib
 import io
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,8 @@ from core.errors import SchemaError
 from jobs import scoring
 from riskstream.cli import main as cli_main
 from riskstream.jobrunner import write_settings
-from riskstream.support.kafka_io import read_values
+from riskstream.support.factories import payment
+from riskstream.support.kafka_io import producer, read_values
 from riskstream.support.topics import private_settings
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import WindowAnalytics
@@ -36,6 +38,7 @@ from scoring.registry import CARD_FILE, load_champion, sha256
 from scoring.thresholds import choose_thresholds
 from training import train
 from udfs.analytics.encode import latest_revisions
+from udfs.feature_gate import FeatureRows
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
@@ -156,6 +159,7 @@ def test_every_valid_transaction_gets_exactly_one_decision(
     rejected = [d for d in out["dead_letter"] if d["record_type"] == "transaction"]
     assert len(rejected) == invalid
     assert all(d["reason"] for d in rejected)
+    assert not [d for d in out["dead_letter"] if d["record_type"] == "features"]  # hash matches
 
 
 def test_decisions_match_offline_scoring_of_the_logged_features(
@@ -286,3 +290,42 @@ def test_overload_sheds_to_rules_and_fast_model(
         scores = log["model_scores"]
         assert scores[stacking.LOGISTIC] is not None
         assert scores[stacking.MLP] is None and scores[stacking.BOOSTING] is None
+
+
+def test_features_of_another_feature_set_hash_are_dead_letters_not_decisions(
+    kafka_settings: Settings,
+    tmp_path: Path,
+    fresh_champion: Callable[[Path], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The champion is taken for one trained on another feature-set hash: every payment's
+    features are refused with the reason and field, none is scored (issue 12.7)."""
+    settings = _settings(
+        kafka_settings, tmp_path, fresh_champion(tmp_path), latency_budget_ms=NO_SHEDDING_MS
+    )
+    real = scoring.feature_gate
+
+    def other_hash(s: Settings) -> FeatureRows:
+        gate = real(s)
+        gate.expected_hash = "f" * 64
+        return gate
+
+    monkeypatch.setattr(scoring, "feature_gate", other_hash)
+    now = int(time.time() * 1000)
+    sent = [payment(f"tx-hash-{i}", now - 60_000 + i, card=f"card-{i % 3}") for i in range(12)]
+    out_producer = producer(settings)
+    for tx in sent:
+        out_producer.produce(
+            settings.kafka.topic("transactions"),
+            msgspec.json.encode(tx),
+            key=tx.card_id.encode(),
+            timestamp=tx.event_time,
+        )
+    assert out_producer.flush(30) == 0
+    out = _run(settings)
+    assert out["decisions"] == [] and out["predictions"] == []
+    refused = [d for d in out["dead_letter"] if d["record_type"] == "features"]
+    assert {json.loads(d["payload"])["event_id"] for d in refused} == {tx.event_id for tx in sent}
+    for letter in refused:
+        assert letter["field"] == "$.feature_set_hash"
+        assert "feature-set hash mismatch" in letter["reason"] and "v0001" in letter["reason"]
