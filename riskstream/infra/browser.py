@@ -377,9 +377,11 @@ def check_page(
     page: Path,
     screenshot: Path,
     fetch: Callable[[Settings], Chromium] = fetch_chromium,
+    render_timeout_ms: int = RENDER_TIMEOUT_MS,
 ) -> PageCheck:
-    """Open ``page`` in headless Chromium, wait until its plots are drawn, and report console
-    errors, what each plot drew, and a full-page screenshot (written to ``screenshot``)."""
+    """Open ``page`` in headless Chromium, wait (at most ``render_timeout_ms``) until its plots
+    are drawn, and report console errors, what each plot drew, and a full-page screenshot
+    (written to ``screenshot``)."""
     browser = fetch(settings)
     with tempfile.TemporaryDirectory(prefix="riskstream-chromium-") as tmp:
         tools = DevTools(browser, Path(tmp))
@@ -396,7 +398,7 @@ def check_page(
             value = tools.call(
                 "Runtime.evaluate",
                 session,
-                expression=PLOTS_JS % {"timeout": RENDER_TIMEOUT_MS},
+                expression=PLOTS_JS % {"timeout": render_timeout_ms},
                 awaitPromise=True,
                 returnByValue=True,
             )

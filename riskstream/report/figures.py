@@ -17,7 +17,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from riskstream.report.data import ENSEMBLE, FEATURE_PREFIX, MODEL_PREFIX, RunData
+from riskstream.report.data import (
+    ENSEMBLE,
+    FEATURE_PREFIX,
+    MODEL_PREFIX,
+    RunData,
+    analytics_frame,
+    dead_letters_frame,
+    decisions_frame,
+    labels_frame,
+    predictions_frame,
+)
 
 MAX_BUCKETS = 120
 BUCKET_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
@@ -347,8 +357,9 @@ def dead_letters(frame: pd.DataFrame) -> Panel:
     """Dead letters by reason (the metrics' fixed reason labels) and record type."""
     key, title = "dead_letters", "Dead letters by reason"
     note = (
-        "Records the job rejected (dead-letter topic), by the fixed reason label of the metrics "
-        "(riskstream_dead_letters_total) and record type; hover for the commonest reason text."
+        "Records the job rejected (dead-letter topic), by the fixed reason label of the "
+        "deadLetters metric (docs/observability.md) and record type; hover for the commonest "
+        "reason text."
     )
     if frame.empty:
         return _empty(key, title, note, "no dead letters: the dead-letter topic is empty")
@@ -436,6 +447,36 @@ def windowed_analytics(analytics: pd.DataFrame) -> Panel:
     return Panel(key, title, note, fig)
 
 
+SOURCES = {
+    "latency": "decisions",
+    "throughput": "decisions",
+    "shares": "decisions",
+    "fraud": "labels",
+    "scores": "decisions",
+    "pr": "predictions",
+    "reasons": "decisions",
+    "dead_letters": "dead_letters",
+    "drift": "predictions",
+    "analytics": "analytics",
+}
+"""Panel key -> the source whose absence explains an empty panel."""
+
+
+def panels_order() -> list[Panel]:
+    """The panels of a run with no data, in page order (their keys and titles)."""
+    empty = RunData(
+        decisions_frame([]),
+        predictions_frame([]),
+        labels_frame([]),
+        dead_letters_frame([]),
+        analytics_frame([]),
+        cards=[],
+        champion=None,
+        configured={},
+    )
+    return panels(empty)
+
+
 def panels(run: RunData) -> list[Panel]:
     """Every panel of the report, in page order; a source the run lacks names its reason."""
     card = run.card(run.served_versions[0] if run.served_versions else run.champion)
@@ -456,21 +497,9 @@ def panels(run: RunData) -> list[Panel]:
         feature_drift(run.predictions, card),
         windowed_analytics(run.analytics),
     ]
-    sources = {
-        "latency": "decisions",
-        "throughput": "decisions",
-        "shares": "decisions",
-        "fraud": "labels",
-        "scores": "decisions",
-        "pr": "predictions",
-        "reasons": "decisions",
-        "dead_letters": "dead_letters",
-        "drift": "predictions",
-        "analytics": "analytics",
-    }
     out = []
     for panel in built:
-        why = run.missing.get(sources[panel.key])
+        why = run.missing.get(SOURCES[panel.key])
         if panel.figure is None and why is not None:
             out.append(Panel(panel.key, panel.title, panel.note, None, f"{panel.missing} ({why})"))
         else:

@@ -239,6 +239,12 @@ def test_a_panel_without_data_says_why() -> None:
     assert figures.windowed_analytics(analytics_frame([])).figure is None
 
 
+def test_a_run_with_no_data_has_every_panel_saying_so() -> None:
+    empty = figures.panels_order()
+    assert [p.key for p in empty] == list(figures.SOURCES)
+    assert all(p.figure is None and p.missing for p in empty)
+
+
 def test_missing_sources_name_their_reason_on_the_page(tmp_path: Path) -> None:
     run = synthetic_run()
     bare = RunData(
