@@ -10,19 +10,26 @@ as an empty frame with the reason in :attr:`RunData.missing`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from core.config import Settings
 from core.errors import RegistryError, ServiceError
 from riskstream.support.kafka_io import read_to_end
-from scoring.registry import champion, read_card, versions
+from scoring.registry import CHAMPION, read_card, versions
 from udfs.metrics import reason_label
 
+_QUIET = logging.getLogger("riskstream.report.kafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+METADATA_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
 READ_IDLE_TIMEOUT_S = 30.0
 MODEL_PREFIX = "model:"
@@ -188,18 +195,16 @@ def configured_shares(settings: Settings) -> dict[str, float]:
 
 
 def registry_cards(registry: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Every readable model card of ``registry`` (oldest first) and the champion's version."""
+    """Every readable model card of ``registry`` (oldest first) and the champion's version (of
+    the readable cards, the one whose stage is champion; None if not exactly one)."""
     cards = []
     for version in versions(registry):
         try:
             cards.append(read_card(registry, version))
         except RegistryError:
             continue
-    try:
-        best = champion(registry) if registry.exists() else None
-    except RegistryError:
-        best = None
-    return cards, best
+    champions = [c["version"] for c in cards if c.get("stage") == CHAMPION]
+    return cards, champions[0] if len(champions) == 1 else None
 
 
 def _read_json(settings: Settings, topic: str) -> list[dict[str, Any]]:
@@ -228,18 +233,35 @@ BUILDERS = {
 }
 
 
+def broker_topics(settings: Settings, timeout_s: float = METADATA_TIMEOUT_S) -> set[str]:
+    """The topic names the brokers of ``settings`` hold; :class:`ServiceError` if none answers."""
+    conf: dict[str, Any] = {**settings.kafka.client_config(), "logger": _QUIET}
+    try:
+        metadata = AdminClient(conf).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise ServiceError(
+            f"report: no Kafka broker answered at {settings.kafka.bootstrap} within "
+            f"{timeout_s:.0f} s (is it running? `riskstream kafka start`): {exc}"
+        ) from exc
+    return set(metadata.topics)
+
+
 def load_run(settings: Settings) -> RunData:
     """Read the run of ``settings``: its decisions, prediction-log, labels, dead-letter and
-    analytics topics, and the registry it served from."""
+    analytics topics, and the registry it served from. :class:`ServiceError` if no broker
+    answers; a topic that does not exist is a source without data."""
     frames: dict[str, pd.DataFrame] = {}
     topics: dict[str, str] = {}
     missing: dict[str, str] = {}
+    existing = broker_topics(settings)
     for source, role in TOPIC_ROLES.items():
         topic = settings.kafka.topic(role)
         topics[source] = topic
         records: list[dict[str, Any]] = []
         if source == "analytics" and not settings.scoring.analytics:
             missing[source] = "the run's scoring job had its analytics off (scoring.analytics)"
+        elif topic not in existing:
+            missing[source] = f"topic {topic!r} does not exist at {settings.kafka.bootstrap}"
         else:
             try:
                 records = _read_json(settings, topic)
