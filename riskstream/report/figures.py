@@ -349,7 +349,8 @@ def reason_codes(decisions: pd.DataFrame, top: int = TOP_REASON_CODES) -> Panel:
             )
         )
     fig = _layout(fig, x="decisions", y="", barmode="stack")
-    fig.update_layout(height=max(HEIGHT, 28 * len(order) + 120), margin={"l": 260})
+    fig.update_layout(height=max(HEIGHT, 28 * len(order) + 120))
+    fig.update_yaxes(automargin=True)  # room for the longest code
     return Panel(key, title, note, fig)
 
 

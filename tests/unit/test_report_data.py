@@ -84,3 +84,31 @@ def test_an_unreachable_broker_is_one_clear_error() -> None:
     settings = load_settings(overrides={"kafka": {"port": 1}}, environ={})
     with pytest.raises(ServiceError, match=r"no Kafka broker answered at 127\.0\.0\.1:1 "):
         data.broker_topics(settings, timeout_s=1.0)
+
+
+def test_report_check_fails_the_command_on_a_console_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from riskstream.cli import main as cli_main
+    from riskstream.infra import browser
+    from riskstream.report import write
+
+    page = tmp_path / "report.html"
+
+    def written(settings: object, out: Path, title: str) -> write.Written:
+        page.write_text("<html></html>", "utf-8")
+        return write.Written(page, 10, {"analytics": "analytics off"})
+
+    def seen(settings: object, path: Path, shot: Path) -> browser.PageCheck:
+        assert path == page and shot == tmp_path / "report.png"
+        plots = [{"panel": "latency", "traces": 3, "points": 9, "marks": 3}]
+        return browser.PageCheck(["console: boom"], plots, 1, shot, b"")
+
+    monkeypatch.setattr(write, "write_report", written)
+    monkeypatch.setattr(browser, "check_page", seen)
+    assert cli_main(["report", "--out", str(tmp_path), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert f"report: {page} (9 of 10 plots have data)" in out
+    assert "no data for analytics: analytics off" in out
+    assert "1 plots drawn in Chromium, 0 empty, 1 console errors" in out
+    assert "console: boom" in out
