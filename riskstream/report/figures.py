@@ -253,7 +253,7 @@ def pr_curve(y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> tuple[Any
     """Recall, precision (at each distinct score, highest first) and average precision.
 
     >>> r, p, ap = pr_curve(np.array([1, 0, 1]), np.array([0.9, 0.5, 0.1]))
-    >>> [round(v, 3) for v in p], [round(v, 3) for v in r], round(ap, 3)
+    >>> p.round(3).tolist(), r.round(3).tolist(), round(ap, 3)
     ([1.0, 0.5, 0.667], [0.5, 0.5, 1.0], 0.833)
     """
     order = np.argsort(-scores, kind="stable")
