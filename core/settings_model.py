@@ -784,6 +784,9 @@ class DemoSettings(Section):
     another size is replaced."""
     merchants: Positive = 200
     """Merchants of the demo's world."""
+    report: bool = True
+    """End by writing the HTML run report of the demo's topics (docs/report.md) to
+    <run_dir>/demo/<topic prefix>/report.html and printing its path (--no-report skips it)."""
 
 
 class Settings(BaseSettings):

@@ -4,7 +4,8 @@ Starts the local Kafka (unless one runs), trains and promotes a model of the str
 registry has no champion that may serve it, runs the scoring job on the mini-cluster, brings its
 state up to date with a warm start (:data:`HISTORY` of simulated history at full speed, payments
 and labels), then streams the live part at ``demo.rate`` payments per second for ``demo.seconds``
-and prints a summary every ``demo.interval_s``, then one final summary (:func:`finish`).
+and prints a summary every ``demo.interval_s``, then one final summary and the HTML run report
+of the run's topics (:func:`finish`, docs/report.md).
 
 Real traffic, not a time-lapse of one card: event times are the generator's, the simulated days
 placed on the calendar so that the streamed window ends when the warm start began plus
@@ -25,11 +26,12 @@ features are as full as in steady state. docs/training.md has the measured train
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +211,8 @@ class DemoResult:
     p99_ms: float
     out_of_range: int | None
     """Live decisions with a feature outside its training range (None: decisions do not say)."""
+    report: Path | None = field(default=None, compare=False)
+    """The HTML run report :func:`finish` wrote (None: none written)."""
 
     def share(self, verdict: str) -> float:
         """Share of the live decisions that are ``verdict``."""
@@ -263,12 +267,33 @@ def summary_lines(result: DemoResult) -> list[str]:
     return lines
 
 
-def finish(result: DemoResult, settings: Settings) -> None:
-    """Where every demo run that got to its live part ends: print the final summary. (Any other
-    end-of-run output, a report file for instance, belongs here too.)"""
-    del settings  # for what else a finished run writes
+def report_dir(settings: Settings, prefix: str) -> Path:
+    """Where the report of the demo run with topic prefix ``prefix`` goes."""
+    return settings.paths.run / "demo" / prefix
+
+
+def finish(result: DemoResult, settings: Settings, report_to: Path | None = None) -> Path | None:
+    """Where every demo run that got to its live part ends: print the final summary, then (with
+    ``demo.report`` and a ``report_to`` directory) write the HTML run report of the run's topics
+    in ``settings`` while Kafka still runs, and print its path. Returns the report's path."""
     for line in summary_lines(result):
         print(line, flush=True)
+    if report_to is None or not settings.demo.report:
+        return None
+    from riskstream.report.write import write_report
+
+    started = time.monotonic()
+    title = f"riskstream demo {report_to.name}: model {result.model_version}"
+    written = write_report(settings, report_to, title)
+    drawn = written.panels - len(written.missing)
+    print(
+        f"demo: report {written.path} ({drawn} of {written.panels} plots have data; "
+        f"{time.monotonic() - started:.0f} s)",
+        flush=True,
+    )
+    for key, why in written.missing.items():
+        print(f"  no data for {key}: {why}", flush=True)
+    return written.path
 
 
 def _progress_line(watcher: DecisionWatcher, feed: LiveFeed, elapsed: float) -> str:
@@ -416,9 +441,8 @@ def run(settings: Settings) -> DemoResult:
         version = ensure_champion(settings)
         # The windowed analytics crawl on a catch-up (~40 payments/s: docs/benchmarks.md), and
         # the warm start is one; the demo's summary does not read them.
-        live = with_overrides(
-            live_topics(settings, f"demo-{int(time.time())}"), scoring={"analytics": False}
-        )
+        prefix = f"demo-{int(time.time())}"
+        live = with_overrides(live_topics(settings, prefix), scoring={"analytics": False})
         print(f"demo: scoring with model {version}; starting the job on the mini-cluster ...")
         began = time.time()
         job = _start_job(live)
@@ -462,8 +486,8 @@ def run(settings: Settings) -> DemoResult:
         result = _result(
             settings, version, traffic, watcher, feed, timing=(went_live, went_live - began, live_s)
         )
-        finish(result, settings)
-        return result
+        report = finish(result, live, report_dir(settings, prefix))
+        return dataclasses.replace(result, report=report)
     finally:
         if feed is not None:
             feed.stop()

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "riskstream.cli.observe_cmd",
     "riskstream.cli.run_cmd",
     "riskstream.cli.demo_cmd",
+    "riskstream.cli.report_cmd",
     "riskstream.cli.simulate_cmd",
     "riskstream.cli.analytics_cmd",
     "riskstream.cli.backfill_cmd",

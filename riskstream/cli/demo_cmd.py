@@ -14,7 +14,8 @@ Start Kafka (unless it runs), train and promote a model of the streamed world if
 has no champion that may serve it, start the scoring job on the mini-cluster, warm it up with
 {history} days of simulated history (payments and labels, at full speed), then stream live
 payments for --seconds at --rate and print the decisions by class next to the configured shares,
-frauds caught and missed, precision of blocks and latency.
+frauds caught and missed, precision of blocks and latency; end by writing the HTML run report
+of the run's topics (docs/report.md) and printing its path (--no-report skips it).
 
 Event times are the generator's: the simulated days are placed so that the streamed window ends
 when the warm start began plus --seconds (no event is ahead of the wall clock), and nothing is
@@ -52,13 +53,24 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--interval", type=float, help="seconds between summary lines (demo.interval_s)"
     )
+    parser.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="end by writing the HTML run report and printing its path (demo.report)",
+    )
     parser.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from riskstream.demo import run
 
-    flags = {"seconds": args.seconds, "rate": args.rate, "interval_s": args.interval}
+    flags = {
+        "seconds": args.seconds,
+        "rate": args.rate,
+        "interval_s": args.interval,
+        "report": args.report,
+    }
     changed = {k: v for k, v in flags.items() if v is not None}
     run(with_overrides(settings, demo=changed) if changed else settings)
     return 0

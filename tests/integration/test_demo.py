@@ -85,6 +85,10 @@ def test_the_demo_tells_the_truth(
     assert "live since" in out
     assert "(configured 0.20%" in out
     assert "precision of blocks" in out
+    # the run report of the demo's topics (issue 15 item 3; the browser check: test_report.py)
+    assert result.report is not None and result.report.is_file()
+    assert f"demo: report {result.report}" in out
+    assert result.report.read_text("utf-8").count('<div class="plot"') >= 8
 
 
 def test_run_with_a_warm_start_sends_the_history_first(
