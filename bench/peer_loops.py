@@ -177,6 +177,18 @@ def percentiles(latencies_ms: Sequence[float], qs: Sequence[float] = (50, 99)) -
     return {f"p{q:g}_ms": float(v) for q, v in zip(qs, values, strict=True)}
 
 
+def caught_up(latencies_ms: Sequence[float], window: int, limit_ms: float) -> bool:
+    """Whether the last ``window`` latencies have a median under ``limit_ms``: the system drained
+    what queued while it started (the latency phase measures only after that).
+
+    >>> caught_up([9_000.0, 5.0, 6.0, 7.0], 3, 100.0), caught_up([5.0, 9_000.0, 9_000.0], 3, 100.0)
+    (True, False)
+    """
+    if len(latencies_ms) < window:
+        return False
+    return float(np.median(np.asarray(latencies_ms[-window:], dtype=np.float64))) < limit_ms
+
+
 def sustained_rate(stamps_ms: Sequence[int], low_q: float = 10, high_q: float = 90) -> float:
     """Records per second between the ``low_q`` and ``high_q`` percentiles of the output's
     append times (start-up and the drain at the end left out), as ``bench/throughput.py``.

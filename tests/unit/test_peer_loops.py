@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from bench.peer_loops import decision_id, outputs, percentiles, sustained_rate
+from bench.peer_loops import caught_up, decision_id, outputs, percentiles, sustained_rate
 from bench.peers import figures_of
 from riskstream.support.factories import payment
 from schemas.feature_set import PAYMENT_FEATURES
@@ -107,3 +107,10 @@ def test_figures_carry_units_and_ratios() -> None:
     assert figures["riskstream_over_plain_throughput_ratio"] == 0.5
     assert figures["riskstream_over_quix_p99_ratio"] == 0.5
     assert figures["riskstream_over_plain_p99_ratio"] == 2.0
+
+
+def test_caught_up_needs_a_full_window_under_the_limit() -> None:
+    start_up = [8_000.0] * 300
+    assert not caught_up(start_up, 250, 500.0)
+    assert not caught_up([5.0] * 10, 250, 500.0)  # too few decisions yet
+    assert caught_up([*start_up, *([5.0] * 130)], 250, 500.0)  # the median is under the limit
