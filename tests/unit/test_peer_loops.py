@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from bench.peer_loops import caught_up, decision_id, outputs, percentiles, sustained_rate
-from bench.peers import figures_of
+from bench.peers import HEADLINE_RATE, figures_of
 from riskstream.support.factories import payment
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.validation import decode
@@ -92,10 +93,11 @@ def test_outputs_are_valid_decision_and_prediction_log_records() -> None:
 
 
 def test_figures_carry_units_and_ratios() -> None:
-    def run(rate: float, p99: float) -> dict[str, dict[str, float]]:
+    def run(rate: float, p99: float) -> dict[str, Any]:
+        at = {"p50_ms": p99 / 2, "p95_ms": p99 * 0.9, "p99_ms": p99}
         return {
             "throughput": {"events_per_s": rate},
-            "latency": {"p50_ms": p99 / 2, "p95_ms": p99 * 0.9, "p99_ms": p99},
+            "latency": {HEADLINE_RATE: at, 500: {**at, "p99_ms": 10 * p99}},
         }
 
     figures = figures_of(
@@ -107,6 +109,8 @@ def test_figures_carry_units_and_ratios() -> None:
     assert figures["riskstream_over_plain_throughput_ratio"] == 0.5
     assert figures["riskstream_over_quix_p99_ratio"] == 0.5
     assert figures["riskstream_over_plain_p99_ratio"] == 2.0
+    assert figures[f"quix_rate{HEADLINE_RATE}_p99_ms"] == 40
+    assert figures["quix_rate500_p99_ms"] == 400
 
 
 def test_caught_up_needs_a_full_window_under_the_limit() -> None:
