@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install jars lint format config-docs test test-unit demo bench clean
+.PHONY: help install jars lint format config-docs test test-unit demo bench clean peers-env
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,5 +50,14 @@ test-unit: install ## only the tests that need no JVM
 demo: jars ## start Kafka, stream simulated payments through the job on the mini-cluster, stop
 	$(BIN)/riskstream demo
 
+QUIX_VENV := .venv-quix
+
+$(QUIX_VENV)/.installed: bench/requirements-quix.txt
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install --quiet -r bench/requirements-quix.txt
+	touch $@
+
+peers-env: $(QUIX_VENV)/.installed ## the Quix Streams virtualenv of bench/peers.py (its pins conflict with ours)
+
 clean: ## remove the virtualenv and runtime files (the jar cache is kept)
-	rm -rf $(VENV) .riskstream .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) .riskstream .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info
