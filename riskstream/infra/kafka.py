@@ -325,7 +325,9 @@ def create_project_topics(settings: Settings, admin: AdminClient | None = None) 
         for role, spec in kafka.topics.items()
         if spec.name not in existing
     ]
-    for name, future in (admin.create_topics(new).items() if new else ()):
+    if not new:
+        return []
+    for name, future in admin.create_topics(new).items():
         try:
             future.result(timeout=ADMIN_TIMEOUT_S * 3)
         except KafkaException as exc:
