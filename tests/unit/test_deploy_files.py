@@ -395,3 +395,11 @@ def test_every_alert_names_exported_metrics_and_is_documented() -> None:
         assert {"summary", "description", "runbook"} <= set(rule["annotations"])
         anchor = rule["annotations"]["runbook"].removeprefix("docs/deployment.md#")
         assert anchor == rule["alert"].lower() and anchor in anchors, rule["alert"]
+
+
+def test_compose_and_kubernetes_share_the_settings_but_kafka(tmp_path: Path) -> None:
+    config_file = tmp_path / "riskstream.yaml"
+    config_file.write_text(_config_map()["data"]["riskstream.yaml"])
+    kubernetes = load_settings(config_file, environ={})
+    compose = load_settings(DOCKER / "riskstream.yaml", environ={})
+    assert kubernetes.model_dump(exclude={"kafka"}) == compose.model_dump(exclude={"kafka"})
