@@ -19,6 +19,7 @@ import yaml
 
 from core.config import Settings, to_document
 from core.errors import JobError
+from jobs.entry import client_environment
 from jobs.env import LOOPBACK, restore_path
 from riskstream import preflight
 from riskstream.infra import jars, process
@@ -170,9 +171,10 @@ def submit_to_cluster(
         str(settings_file),
         *(["--bounded"] if bounded else []),
     ]
-    done = subprocess.run(
-        cmd, env=cluster.environment(), capture_output=True, text=True, check=False
-    )
+    # The file holds the resolved settings (environment and --set included): the job must not
+    # read this process's RISKSTREAM__* variables again over the flags.
+    env = client_environment(cluster.environment())
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise JobError(_cluster_failure(cluster, name, output, done.returncode))

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from core.config import Settings, with_overrides
-from riskstream.infra.kafka import LocalKafka
+from riskstream.infra.kafka import LocalKafka, create_project_topics
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +26,12 @@ def register(subparsers: Any) -> None:
     stop.set_defaults(handler=_stop)
     status = sub.add_parser("status", help="show whether the broker runs, and its topics")
     status.set_defaults(handler=_status)
+    topics = sub.add_parser(
+        "create-topics",
+        help="create the missing project topics on kafka.bootstrap_servers (else the local "
+        "broker); what a container deployment runs before it submits a job",
+    )
+    topics.set_defaults(handler=_create_topics)
 
 
 def _apply_flags(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -66,4 +72,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         return 3
     print(f"Kafka: running (pid {state.pid}) at {state.bootstrap}")
     print(f"topics: {', '.join(state.topics) or '(none)'}")
+    return 0
+
+
+def _create_topics(args: argparse.Namespace, settings: Settings) -> int:
+    created = create_project_topics(settings)
+    where = settings.kafka.bootstrap
+    print(f"created {', '.join(created)} at {where}" if created else f"all topics exist at {where}")
     return 0

@@ -201,21 +201,7 @@ class LocalKafka:
 
     def create_topics(self) -> list[str]:
         """Create the configured project topics that do not exist yet; returns those created."""
-        admin = self.admin()
-        existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
-        new = [
-            NewTopic(spec.name, num_partitions=self.kafka.partitions(role), replication_factor=1)
-            for role, spec in self.kafka.topics.items()
-            if spec.name not in existing
-        ]
-        if not new:
-            return []
-        for name, future in admin.create_topics(new).items():
-            try:
-                future.result(timeout=ADMIN_TIMEOUT_S * 3)
-            except KafkaException as exc:
-                raise ServiceError(f"could not create topic {name!r}: {exc}") from exc
-        return [t.topic for t in new]
+        return create_project_topics(self.settings, self.admin())
 
     def _answers(self) -> bool:
         """Whether the broker accepts connections and serves metadata."""
@@ -314,3 +300,36 @@ class LocalKafka:
                 f"formatting Kafka storage in {self.data_dir} failed (exit {done.returncode}): "
                 f"{(done.stdout + done.stderr).strip()[-2000:]}"
             )
+
+
+def cluster_admin(settings: Settings) -> AdminClient:
+    """An admin client for the configured Kafka (``kafka.bootstrap_servers``, else the local
+    broker), with the configured security."""
+    conf: dict[str, Any] = {**settings.kafka.client_config(), "logger": _QUIET_LOGGER}
+    return AdminClient(conf)
+
+
+def create_project_topics(settings: Settings, admin: AdminClient | None = None) -> list[str]:
+    """Create the project topics of ``settings`` missing on the cluster ``admin`` reaches
+    (default :func:`cluster_admin`), with their partition counts and replication factor 1 (a
+    single-node cluster such as the compose file's; pre-create them on a larger cluster).
+    Returns the names created."""
+    admin = admin or cluster_admin(settings)
+    kafka = settings.kafka
+    try:
+        existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    except KafkaException as exc:
+        raise ServiceError(f"cannot list the topics of Kafka at {kafka.bootstrap}: {exc}") from exc
+    new = [
+        NewTopic(spec.name, num_partitions=kafka.partitions(role), replication_factor=1)
+        for role, spec in kafka.topics.items()
+        if spec.name not in existing
+    ]
+    if not new:
+        return []
+    for name, future in admin.create_topics(new).items():
+        try:
+            future.result(timeout=ADMIN_TIMEOUT_S * 3)
+        except KafkaException as exc:
+            raise ServiceError(f"could not create topic {name!r}: {exc}") from exc
+    return [t.topic for t in new]
