@@ -52,12 +52,12 @@ ROLES = {
 }
 CHECKPOINT_MS = 10_000
 BUDGET_MS = 3_000
-PAUSE_S = 4.5  # > BUDGET_MS: the batch that waited for the paused worker is over budget
+PAUSE_S = 6.0  # > BUDGET_MS: the batch that waited for the paused worker is over budget
 NEVER_RECOVER_RATIO = 0.001  # once shedding, a worker sheds until it restarts
 BUNDLE_MS = 250
 """The scoring UDF gets a batch every 250 ms, so at the feed's rate some payments always wait for
 it: stamped before the pause, scored after it."""
-PAUSES = 3
+PAUSES = 5
 JOB_START_S = 240.0
 PROGRESS_S = 120.0
 RECOVERY_S = 240.0
