@@ -100,8 +100,9 @@ class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
 
 
-class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The scoring job's verdict on one transaction (``decision.v1.json``)."""
+class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The scoring job's verdict on one transaction (``decision.v1.json``); the optional
+    ``out_of_range_features`` is left out of the JSON when it was not measured."""
 
     event_id: Id
     event_time: EpochMs
@@ -121,10 +122,10 @@ class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     received_time: EpochMs
     processing_latency_ms: NonNegativeInt
     event_latency_ms: int
-    out_of_range_features: Annotated[
-        list[ReasonCode], msgspec.Meta(max_length=MAX_OUT_OF_RANGE_FEATURES)
-    ] = msgspec.field(default_factory=list)
-    """Model inputs outside their training range (scoring/guardrails.py); optional."""
+    out_of_range_features: (
+        Annotated[list[ReasonCode], msgspec.Meta(max_length=MAX_OUT_OF_RANGE_FEATURES)] | None
+    ) = None
+    """Model inputs outside their training range (scoring/guardrails.py); None: not measured."""
 
 
 class PredictionLog(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -33,11 +33,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core.config import GuardrailSettings
 from core.errors import RegistryError
-from schemas.records import SCHEMA_VERSION, GuardrailAlert, GuardrailAlertKind
+from schemas.records import SCHEMA_VERSION, DecisionClass, GuardrailAlert, GuardrailAlertKind
 from scoring.fields import BLOCK, CARD_FILE, STEP_UP
 
 SAFE_MODE_REASON = "guardrail:safe_mode"
@@ -166,7 +166,7 @@ class Window:
 class Verdict:
     """What the guardrails make of one decision."""
 
-    decision: str
+    decision: DecisionClass
     """The decision to emit (a block becomes a step-up in safe mode)."""
     safe_mode: bool
     """Whether the safe mode changed this decision."""
@@ -214,8 +214,8 @@ class Guardrails:
             window.add(decision, outside)
         if self.safe_mode and decision == BLOCK:
             self.safe_mode_decisions += 1
-            return Verdict(STEP_UP, True, outside, alerts)
-        return Verdict(decision, False, outside, alerts)
+            return Verdict("step_up", True, outside, alerts)
+        return Verdict(cast(DecisionClass, decision), False, outside, alerts)
 
     @property
     def gauges(self) -> dict[str, float]:
