@@ -38,7 +38,7 @@ class DecisionGuard:
 
     def open(self, runtime_context: Any) -> None:
         """Build the state (empty windows, safe mode off) and register the metrics."""
-        self._guard = self._new(runtime_context.get_index_of_this_subtask())
+        self._guard = self._new(subtask_index(runtime_context))
         root = runtime_context.get_metrics_group()
         group = root.add_group(metrics.GROUP)
         self._gauges = {
@@ -81,6 +81,23 @@ class DecisionGuard:
             gauge = self._gauges.get(key)
             if gauge is not None:
                 gauge.set(int(value) if key in ("rows", "safe_mode") else share_ppm(value))
+
+
+def subtask_index(runtime_context: Any) -> int:
+    """This instance's subtask index (0 if it cannot be read).
+
+    PyFlink 2.2's thread-mode context calls ``getIndexOfThisSubtask``, which Flink 2 removed from
+    the Java ``RuntimeContext``; Flink 2 has it on ``getTaskInfo()``.
+    """
+    try:
+        return int(runtime_context.get_index_of_this_subtask())
+    except AttributeError:
+        pass
+    java = getattr(runtime_context, "_runtime_context", None)
+    try:
+        return int(java.getTaskInfo().getIndexOfThisSubtask())  # type: ignore[union-attr]
+    except Exception:  # a missing index must not stop the job: the alert ids only need it
+        return 0
 
 
 def encode_alerts(verdict: Verdict) -> list[str]:
