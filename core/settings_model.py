@@ -170,6 +170,7 @@ _TOPICS = (  # role, topic name, partitions
     ("decisions", "decisions", 2),
     ("predictions", "prediction-log", 2),
     ("alerts", "alerts", 1),
+    ("guardrail_alerts", "guardrail-alerts", 1),
     ("analytics", "analytics", 1),
     ("late_events", "late-events", 1),
     ("skeleton_in", "skeleton-in", 2),
@@ -760,6 +761,45 @@ class ScoringSettings(Section):
         return self
 
 
+class GuardrailSettings(Section):
+    """Guardrails of the scoring job (docs/scoring.md, "Guardrails"): per window of event time,
+    the share of blocked, stepped-up and out-of-training-range payments against the champion's
+    model card. A block share above trip_multiple x the card's expected share for trip_ms switches
+    the job to a safe mode (step up instead of block, marked degraded) and writes an alert to the
+    guardrail_alerts topic. Windows are kept per parallel instance, in operator memory."""
+
+    enabled: bool = True
+    """Measure the shares, mark out-of-range features on each decision, raise alerts and switch
+    to the safe mode; false: decisions carry no out_of_range_features and nothing is measured."""
+    window_ms: Positive = 60_000
+    """Length of a measurement window, in ms of event time (tumbling; the window clock is the
+    latest event time the decision step has seen)."""
+    min_rows: Positive = 200
+    """A window with fewer decisions is reported (gauges) but not judged: it neither trips nor
+    clears the safe mode."""
+    trip_multiple: float = Field(default=5.0, gt=1.0)
+    """The safe mode trips when the model's block share exceeds trip_multiple x the block share
+    the model card expects ..."""
+    trip_ms: Millis = 120_000
+    """... in consecutive judged windows covering at least this many ms of event time (0: the
+    first such window trips it)."""
+    recover_multiple: float = Field(default=2.0, gt=0.0)
+    """The safe mode ends when the model's block share stays at or below recover_multiple x the
+    expected share for trip_ms (hysteresis: below trip_multiple)."""
+    out_of_range_share: Share = 0.25
+    """An out_of_range alert (no change to the decisions) is written when more than this share of
+    a window's decisions have a feature outside its training range for trip_ms."""
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> GuardrailSettings:
+        if self.recover_multiple >= self.trip_multiple:
+            raise ValueError(
+                "recover_multiple: expected below trip_multiple, found "
+                f"{self.recover_multiple} >= {self.trip_multiple}"
+            )
+        return self
+
+
 class DemoSettings(Section):
     """`riskstream demo` (`make demo`): a warm start of simulated history at full speed, then live
     payments paced at a rate, with a summary (docs/demo.md); its flags override these."""
@@ -814,6 +854,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     backfill: BackfillSettings = BackfillSettings()
     scoring: ScoringSettings = ScoringSettings()
+    guardrails: GuardrailSettings = GuardrailSettings()
     demo: DemoSettings = DemoSettings()
 
     @classmethod

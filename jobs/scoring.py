@@ -9,7 +9,7 @@ Graph::
       -> pandas UDF: rules + every champion model (onnxruntime) + ensemble, per Arrow batch
       -> back to the DataStream API -> DecisionOutputs
       -> decisions (at least once, deterministic decision ids), prediction log (exactly once by
-         default), alerts (blocked payments)
+         default), alerts (blocked payments), guardrail alerts (docs/scoring.md, "Guardrails")
       -> windowed analytics of the decided payments (jobs/analytics.py ``attach``; analytics and
          late-events topics exactly once by default)
 
@@ -36,11 +36,19 @@ from jobs.entry import run_job_script
 from jobs.env import create_env
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring import registry
+from scoring.guardrails import GuardrailPolicy
 from scoring.scorer import ScoringPolicy
 from udfs.decision_memory import MemorySource
-from udfs.decisions import ALERTS_TAG, PREDICTION_LOG_TAG, SCORED_TAG, DecisionOutputs
+from udfs.decisions import (
+    ALERTS_TAG,
+    GUARDRAIL_TAG,
+    PREDICTION_LOG_TAG,
+    SCORED_TAG,
+    DecisionOutputs,
+)
 from udfs.feature_gate import REFUSED_TAG, FeatureRows
 from udfs.feature_rows import COLUMNS, row_type
+from udfs.guardrails import DecisionGuard
 from udfs.metrics import DeadLetterMetrics
 from udfs.score_udf import RESULT_FIELDS, score_function
 
@@ -60,6 +68,7 @@ class ScoringSinks:
     dead_letter: Sink
     features: Sink | None = None
     analytics: AnalyticsSinks | None = None
+    guardrail_alerts: Sink | None = None
 
 
 def policy(settings: Settings) -> ScoringPolicy:
@@ -92,6 +101,17 @@ def feature_gate(settings: Settings) -> FeatureRows:
         topic=settings.kafka.topic("features"),
         source=settings.scoring.source_name,
         max_bytes=settings.ingest.dead_letter_max_bytes,
+    )
+
+
+def guard(settings: Settings) -> DecisionGuard | None:
+    """The decision step's guardrails (``guardrails`` settings), or None when they are off."""
+    if not settings.guardrails.enabled:
+        return None
+    return DecisionGuard(
+        GuardrailPolicy.from_settings(settings.guardrails),
+        str(settings.registry),
+        settings.scoring.source_name,
     )
 
 
@@ -130,6 +150,7 @@ def build(
         .build(),
     )
     score = score_function(settings.registry, policy(settings), replay_memory(settings))
+    alerting = settings.guardrails.enabled and sinks.guardrail_alerts is not None
     names = list(COLUMNS)
     features = [col(n) for n in PAYMENT_FEATURES.names]
     scored = table.select(
@@ -139,7 +160,12 @@ def build(
     decisions = (
         t_env.to_data_stream(scored)
         .process(
-            DecisionOutputs(settings.scoring.source_name, analytics=sinks.analytics is not None),
+            DecisionOutputs(
+                settings.scoring.source_name,
+                analytics=sinks.analytics is not None,
+                guard=guard(settings),
+                guardrail_alerts=alerting,
+            ),
             output_type=Types.STRING(),
         )
         .uid("scoring-decisions")
@@ -152,6 +178,10 @@ def build(
     decisions.get_side_output(ALERTS_TAG).sink_to(sinks.alerts).uid("scoring-alerts-sink").name(
         "alerts sink"
     )
+    if alerting and sinks.guardrail_alerts is not None:
+        decisions.get_side_output(GUARDRAIL_TAG).sink_to(sinks.guardrail_alerts).uid(
+            "scoring-guardrail-alerts-sink"
+        ).name("guardrail alerts sink")
     if sinks.analytics is not None:
         attach(decisions.get_side_output(SCORED_TAG), sinks.analytics, settings)
     return decisions
@@ -175,6 +205,9 @@ def kafka_sinks(settings: Settings) -> ScoringSinks:
         decisions=sink("decisions", s.decisions_guarantee),
         prediction_log=sink("predictions", s.prediction_log_guarantee),
         alerts=sink("alerts", s.decisions_guarantee),
+        guardrail_alerts=sink("guardrail_alerts", s.decisions_guarantee)
+        if settings.guardrails.enabled
+        else None,
         dead_letter=feature_job.kafka_sink(settings, "dead_letter"),
         features=feature_job.kafka_sink(settings, "features") if s.write_features else None,
         analytics=AnalyticsSinks(

@@ -36,6 +36,7 @@ OUTPUT_ROLES = (
     "decisions",
     "predictions",
     "alerts",
+    "guardrail_alerts",
     "dead_letter",
     "features",
     "analytics",
@@ -133,6 +134,8 @@ def written_roles(settings: Settings) -> tuple[str, ...]:
         skipped.add("features")
     if not settings.scoring.analytics:
         skipped |= {"analytics", "late_events"}
+    if not settings.guardrails.enabled:
+        skipped.add("guardrail_alerts")
     return tuple(r for r in OUTPUT_ROLES if r not in skipped and r in settings.kafka.topics)
 
 

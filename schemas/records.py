@@ -23,6 +23,8 @@ MAX_REASON_CODE_LENGTH = 64
 MAX_REASON_LENGTH = 1024
 MAX_FIELD_PATH_LENGTH = 256
 MAX_SCENARIO_LENGTH = 64
+MAX_OUT_OF_RANGE_FEATURES = 64
+MAX_ALERT_MESSAGE_LENGTH = 1024
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_EVENT_TIME_MS)]
@@ -98,8 +100,9 @@ class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
 
 
-class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The scoring job's verdict on one transaction (``decision.v1.json``)."""
+class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The scoring job's verdict on one transaction (``decision.v1.json``); the optional
+    ``out_of_range_features`` is left out of the JSON when it was not measured."""
 
     event_id: Id
     event_time: EpochMs
@@ -119,6 +122,10 @@ class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     received_time: EpochMs
     processing_latency_ms: NonNegativeInt
     event_latency_ms: int
+    out_of_range_features: (
+        Annotated[list[ReasonCode], msgspec.Meta(max_length=MAX_OUT_OF_RANGE_FEATURES)] | None
+    ) = None
+    """Model inputs outside their training range (scoring/guardrails.py); None: not measured."""
 
 
 class PredictionLog(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -204,3 +211,32 @@ class WindowAnalytics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     amount_sum: Annotated[float, msgspec.Meta(ge=0.0)]
     decisions: DecisionCounts
     mean_score: Probability | None
+
+
+GuardrailAlertKind = Literal["safe_mode_on", "safe_mode_off", "out_of_range"]
+
+
+class GuardrailAlert(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A guardrail of the scoring job changed state (``guardrail_alert.v1.json``)."""
+
+    event_id: Id
+    event_time: EpochMs
+    schema_version: Literal[1]
+    source: Id
+    correlation_id: Id
+    kind: GuardrailAlertKind
+    safe_mode: bool
+    model_version: Id
+    subtask: NonNegativeInt
+    window_start: EpochMs
+    window_end: EpochMs
+    rows: NonNegativeInt
+    block_share: Probability
+    step_up_share: Probability
+    out_of_range_share: Probability
+    expected_block_share: Probability
+    expected_step_up_share: Probability
+    trip_multiple: Annotated[float, msgspec.Meta(ge=0.0)]
+    held_ms: NonNegativeInt
+    out_of_range_features: dict[str, NonNegativeInt]
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ALERT_MESSAGE_LENGTH)]

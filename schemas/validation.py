@@ -16,7 +16,15 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from core.errors import SchemaError
-from schemas.records import DeadLetter, Decision, Label, PredictionLog, Transaction, WindowAnalytics
+from schemas.records import (
+    DeadLetter,
+    Decision,
+    GuardrailAlert,
+    Label,
+    PredictionLog,
+    Transaction,
+    WindowAnalytics,
+)
 
 RecordT = TypeVar("RecordT", bound=msgspec.Struct)
 
@@ -27,6 +35,7 @@ RECORD_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     "prediction_log": PredictionLog,
     "dead_letter": DeadLetter,
     "window_analytics": WindowAnalytics,
+    "guardrail_alert": GuardrailAlert,
 }
 SCHEMA_DIR = "json"
 ROOT_PATH = "$"

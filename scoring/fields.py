@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from scoring import stacking
 
+CARD_FILE = "model_card.json"
+"""A registry version's model card (``<registry>/<version>/model_card.json``)."""
 APPROVE, STEP_UP, BLOCK = "approve", "step_up", "block"
 SEVERITY = {APPROVE: 0, STEP_UP: 1, BLOCK: 2}
 MODE_FULL, MODE_SHED, MODE_RULES = "full", "shed", "rules_only"

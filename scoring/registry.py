@@ -29,12 +29,13 @@ import onnxruntime as ort
 
 from core.errors import ModelContractError, RegistryError
 from schemas.feature_set import PAYMENT_FEATURES, FeatureSet
+from scoring import fields
 from scoring import stacking as models
 from scoring.onnx_io import PROVIDERS, batch_invariant_score, ensemble_probability
 from scoring.rules import RuleModel
 from scoring.thresholds import Thresholds
 
-CARD_FILE = "model_card.json"
+CARD_FILE = fields.CARD_FILE
 SUMS_FILE = "sha256sums.txt"
 CHAMPIONS_FILE = "champions.json"
 """Promotion stack at the registry root: the last entry is the champion."""

@@ -23,13 +23,17 @@ from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import MAX_REASON_CODES, SCHEMA_VERSION, Decision, PredictionLog
 from scoring import stacking
 from scoring.fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
+from scoring.guardrails import SAFE_MODE_REASON
 from udfs import metrics
 from udfs.analytics.records import ScoredPayment
+from udfs.guardrails import DecisionGuard, encode_alerts
 
 PREDICTION_LOG_TAG = OutputTag("prediction-log", Types.STRING())
 ALERTS_TAG = OutputTag("alerts", Types.STRING())
 SCORED_TAG = OutputTag("scored-payments", Types.PICKLED_BYTE_ARRAY())
 """Every decided payment as a :class:`ScoredPayment`, with its event time, for the analytics."""
+GUARDRAIL_TAG = OutputTag("guardrail-alerts", Types.STRING())
+"""Guardrail alerts (``guardrail_alert.v1.json``), when guardrail alerts are wired."""
 DECISION_NAMESPACE = uuid.UUID("6f1c3c55-8e53-4d43-9f61-2f6b5b1c2a10")
 FEATURE_SET_VERSION = f"{PAYMENT_FEATURES.name}.v{PAYMENT_FEATURES.version}"
 _ENCODER = msgspec.json.Encoder()
@@ -55,17 +59,29 @@ def _finite(value: Any) -> float | None:
 class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
     """Scored row -> decision JSON (main output), prediction log and alert (side outputs), and
     the scored payment for the windowed analytics when ``analytics`` is on (PyFlink fails the job
-    on a side output nobody consumes)."""
+    on a side output nobody consumes). With a ``guard`` (:mod:`udfs.guardrails`), each decision
+    passes the guardrails first (out-of-range features, safe mode) and their alerts go to
+    :data:`GUARDRAIL_TAG` when ``guardrail_alerts`` is on."""
 
-    def __init__(self, source_name: str, analytics: bool = True) -> None:
+    def __init__(
+        self,
+        source_name: str,
+        analytics: bool = True,
+        guard: DecisionGuard | None = None,
+        guardrail_alerts: bool = False,
+    ) -> None:
         self.source_name = source_name
         self.analytics = analytics
+        self.guard = guard
+        self.guardrail_alerts = guardrail_alerts
         self._latency = metrics.LatencyHistogram(None, ())  # records once open() ran
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """The per-stage latency histograms (:mod:`udfs.metrics`)."""
         stages = (metrics.STAGE_FEATURES, metrics.STAGE_SCORE, metrics.STAGE_TOTAL)
         self._latency = metrics.LatencyHistogram(runtime_context.get_metrics_group(), stages)
+        if self.guard is not None:
+            self.guard.open(runtime_context)
 
     def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         """Emit the outputs of one payment."""
@@ -77,6 +93,12 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         reasons = split_reasons(row["reasons"])[:MAX_REASON_CODES]
         probability = min(max(float(row["probability"]), 0.0), 1.0)
         received = int(row["computed_time"])
+        features = {name: _finite(row[name]) for name in PAYMENT_FEATURES.names}
+        verdict = None
+        if self.guard is not None:
+            verdict = self.guard.check(int(row["event_time"]), version, row["decision"], features)
+            if verdict.safe_mode:
+                reasons = [SAFE_MODE_REASON, *reasons][:MAX_REASON_CODES]
         decision = Decision(
             event_id=ident,
             event_time=int(row["event_time"]),
@@ -87,15 +109,16 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             transaction_id=tx_id,
             transaction_time=int(row["event_time"]),
             card_id=row["card_id"],
-            decision=row["decision"],
+            decision=row["decision"] if verdict is None else verdict.decision,
             score=probability,
             reason_codes=reasons,
             model_version=version,
             feature_set_version=FEATURE_SET_VERSION,
-            degraded=mode != MODE_FULL,
+            degraded=mode != MODE_FULL or (verdict is not None and verdict.safe_mode),
             received_time=received,
             processing_latency_ms=max(now - received, 0),
             event_latency_ms=now - int(row["event_time"]),
+            out_of_range_features=None if verdict is None else verdict.out_of_range,
         )
         decision_json = _ENCODER.encode(decision).decode()
         self._latency.update(metrics.STAGE_FEATURES, received - decision.event_time)
@@ -113,7 +136,7 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             card_id=decision.card_id,
             model_version=version,
             feature_set_version=FEATURE_SET_VERSION,
-            features={name: _finite(row[name]) for name in PAYMENT_FEATURES.names},
+            features=features,
             score=probability,
             decision=decision.decision,
             degraded=decision.degraded,
@@ -129,6 +152,9 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         yield PREDICTION_LOG_TAG, _ENCODER.encode(log).decode()
         if decision.decision == BLOCK:
             yield ALERTS_TAG, decision_json
+        if verdict is not None and verdict.alerts and self.guardrail_alerts:
+            for alert in encode_alerts(verdict):
+                yield GUARDRAIL_TAG, alert
         if not self.analytics:
             return
         yield (

@@ -46,6 +46,14 @@ DEAD_LETTERS = "deadLetters"
 DECISIONS = "decisions"
 LATENCY = "latencyMs"
 BREAKER_OPEN = "breakerOpenModels"
+GUARDRAIL_BLOCK_SHARE = "guardrailBlockSharePpm"
+GUARDRAIL_STEP_UP_SHARE = "guardrailStepUpSharePpm"
+GUARDRAIL_OUT_OF_RANGE_SHARE = "guardrailOutOfRangeSharePpm"
+GUARDRAIL_WINDOW_ROWS = "guardrailWindowRows"
+GUARDRAIL_SAFE_MODE = "guardrailSafeMode"
+GUARDRAIL_SAFE_MODE_DECISIONS = "guardrailSafeModeDecisions"
+GUARDRAIL_ALERTS = "guardrailAlerts"
+LABEL_KIND = "kind"
 LABEL_RECORD_TYPE = "record_type"
 LABEL_REASON = "reason"
 LABEL_DECISION = "decision"
@@ -152,6 +160,25 @@ METRICS: tuple[Metric, ...] = (
            "model calls that raised or returned NaN", "scoring UDF", lazy=True),
     Metric(_ours(BREAKER_OPEN), "gauge",
            "models skipped by an open circuit breaker in the last batch", "scoring UDF"),
+    Metric(_ours(GUARDRAIL_BLOCK_SHARE), "gauge",
+           "the model's block share (before the safe mode) in the last closed guardrail window "
+           "(guardrails.window_ms of event time), parts per million", "decide"),
+    Metric(_ours(GUARDRAIL_STEP_UP_SHARE), "gauge",
+           "the model's step-up share in the last closed guardrail window, parts per million",
+           "decide"),
+    Metric(_ours(GUARDRAIL_OUT_OF_RANGE_SHARE), "gauge",
+           "share of the last closed guardrail window's decisions with a feature outside its "
+           "training range (model card), parts per million", "decide"),
+    Metric(_ours(GUARDRAIL_WINDOW_ROWS), "gauge",
+           "decisions in the last closed guardrail window (judged from guardrails.min_rows)",
+           "decide"),
+    Metric(_ours(GUARDRAIL_SAFE_MODE), "gauge",
+           "1 while the guardrails' safe mode is on (blocks become step-ups), else 0", "decide"),
+    Metric(_ours(GUARDRAIL_SAFE_MODE_DECISIONS), "counter",
+           "blocks the safe mode turned into step-ups", "decide"),
+    Metric(_ours(GUARDRAIL_ALERTS, LABEL_KIND), "counter",
+           "guardrail alerts written, by kind (safe_mode_on, safe_mode_off, out_of_range)",
+           "decide", (LABEL_KIND,), lazy=True),
     Metric(operator_metric("tooLateEvents"), "counter",
            "decided payments whose analytics window had closed", "merchant windows"),
     Metric(operator_metric("numRecordsIn"), "counter",

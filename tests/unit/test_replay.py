@@ -93,11 +93,14 @@ def test_written_roles_follow_the_scoring_settings(live: Settings) -> None:
         "decisions",
         "predictions",
         "alerts",
+        "guardrail_alerts",
         "dead_letter",
         "analytics",
         "late_events",
     )
-    more = with_overrides(live, scoring={"write_features": True, "analytics": False})
+    more = with_overrides(
+        live, scoring={"write_features": True, "analytics": False}, guardrails={"enabled": False}
+    )
     assert written_roles(more) == ("decisions", "predictions", "alerts", "dead_letter", "features")
 
 
