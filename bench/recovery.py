@@ -21,10 +21,13 @@ The JobManager notices a dead TaskManager when heartbeat RPCs to it fail
 with the settings' defaults (1 s, 2 failures; Flink's defaults take ~20 s to detect).
 
 Run from the repo root: ``python -m bench.recovery``; writes ``bench/results/recovery.json``.
+``--replay-memory-records N`` is a diagnostic run with another ``scoring.replay_memory_records``
+(0: the UDF reads no decisions back when it opens); it prints the table and writes no file.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import re
 import shutil
@@ -350,6 +353,19 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     """Run and report."""
+    parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__)
+    parser.add_argument(
+        "--replay-memory-records",
+        type=int,
+        default=None,
+        help="diagnostic: this scoring.replay_memory_records instead of the default; no file",
+    )
+    args = parser.parse_args()
+    memory = (
+        {}
+        if args.replay_memory_records is None
+        else {"replay_memory_records": args.replay_memory_records}
+    )
     with bench_settings("recovery") as base, private_broker(base):
         ensure_champion(base)
         settings = with_overrides(
@@ -357,7 +373,7 @@ def main() -> None:
             flink={"rpc_port": free_port(), "parallelism": 1},
             checkpoint={"interval_ms": CHECKPOINT_MS},
             metrics={"reporter": False},
-            scoring={"latency_budget_ms": NO_SHEDDING_MS},
+            scoring={"latency_budget_ms": NO_SHEDDING_MS, **memory},
         )
         r = run(settings)
         print(
@@ -378,6 +394,9 @@ def main() -> None:
                 ],
             )
         )  # fmt: skip
+        if memory:
+            print(f"diagnostic run ({memory}): no result file written")
+            return
         figures = {
             k: r[k]
             for k in (
