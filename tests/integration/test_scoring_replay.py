@@ -57,7 +57,7 @@ NEVER_RECOVER_RATIO = 0.001  # once shedding, a worker sheds until it restarts
 BUNDLE_MS = 250
 """The scoring UDF gets a batch every 250 ms, so at the feed's rate some payments always wait for
 it: stamped before the pause, scored after it."""
-PAUSES = 5
+PAUSES = 6
 JOB_START_S = 240.0
 PROGRESS_S = 120.0
 RECOVERY_S = 240.0
@@ -150,18 +150,25 @@ def test_replayed_decisions_under_shedding_equal_their_first_copy(
     process.wait_until(
         lambda: len(_decisions(settings)) >= 40, PROGRESS_S, "40 decisions", poll_s=1.0
     )
-    workers = _python_workers(flink_cluster)
-    assert workers, "no process-mode Python worker found under the TaskManager"
+    assert _python_workers(flink_cluster), "no process-mode Python worker under the TaskManager"
 
     def shed() -> bool:
         return any(SHED in d["reason_codes"] for d in _decisions(settings))
 
+    paused: list[list[int]] = []
     for _attempt in range(PAUSES):
+        workers = _python_workers(flink_cluster)  # found again: a worker may have been replaced
+        paused.append(workers)
         _pause(workers, PAUSE_S)
         with contextlib.suppress(ServiceError):
             process.wait_until(shed, 10, "a shed decision", poll_s=1.0)
             break
-    assert shed(), f"no decision was shed after {PAUSES} pauses of {PAUSE_S} s"
+    decided = _decisions(settings)
+    assert shed(), (
+        f"no decision was shed after {PAUSES} pauses of {PAUSE_S} s (workers paused: {paused}; "
+        f"{len(decided)} decisions, largest latencies "
+        f"{sorted(d['processing_latency_ms'] for d in decided)[-5:]} ms)"
+    )
     _checkpoint_then_decisions(settings, rest, job_id)  # shed decisions the checkpoint misses
     flink_cluster.kill_taskmanager()
     sent_at_kill = len(feed.valid)
