@@ -12,33 +12,17 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 
 from core.config import load_settings, parse_assignments
 from core.errors import RiskstreamError
-
-GATEWAY_DISABLED_VAR = "PYFLINK_GATEWAY_DISABLED"
-JAVA_HOME_VAR = "JAVA_HOME"
-WORKER_ENVIRONMENT = (
-    "FLINK_HOME",
-    "FLINK_CONF_DIR",
-    "FLINK_BIN_DIR",
-    "FLINK_LIB_DIR",
-    "FLINK_OPT_DIR",
-    "FLINK_PLUGINS_DIR",
-    "FLINK_LOG_DIR",
-    "FLINK_PID_DIR",
-    "FLINK_ENV_JAVA_OPTS",
-    "FLINK_INHERITED_LOGS",
-    "JAVA_RUN",
-    "BOOT_LOG_DIR",
-    "SEMI_PERSISTENT_DIRECTORY",
-    "PYTHON_LOOPBACK_SERVER_ADDRESS",
-    "_PYFLINK_CONN_INFO_PATH",
-    "_PYTHON_WORKER_MEMORY_LIMIT",
+from riskstream.infra.process import (
+    GATEWAY_DISABLED_VAR,
+    JAVA_HOME_VAR,
+    drop_worker_environment,
 )
-"""Variables a PyFlink Python worker's environment brings (seen in a test process after a local
-pandas-UDF run following a standalone-cluster session)."""
+
+__all__ = ["GATEWAY_DISABLED_VAR", "JAVA_HOME_VAR", "build_parser", "main"]
 
 COMMAND_MODULES = (
     "riskstream.cli.jars_cmd",
@@ -83,27 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _drop_inherited_worker_environment(environ: MutableMapping[str, str]) -> None:
-    """Remove what a PyFlink Python worker left in an environment this CLI inherited.
-
-    A process that ran a Python UDF in loopback mode (a local job with a pandas UDF: tests, the
-    demo) gets the worker's environment copied into its own (PyFlink's beam_worker_pool_service:
-    ``os.environ.update``), marked by the gateway flag; every ``riskstream`` it starts inherits
-    it. The flag made such a child refuse to start its own Flink gateway; the worker's
-    ``JAVA_HOME=`` (empty) made PyFlink launch "bin/java"; its ``FLINK_CONF_DIR`` points at a
-    TaskManager's configuration. The CLI is never itself a UDF worker, so it drops them all.
-    """
-    if environ.get(JAVA_HOME_VAR) == "":  # never useful: "not set" means java from PATH
-        del environ[JAVA_HOME_VAR]
-    if environ.pop(GATEWAY_DISABLED_VAR, None) is None:
-        return
-    for name in WORKER_ENVIRONMENT:
-        environ.pop(name, None)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
-    _drop_inherited_worker_environment(os.environ)
+    drop_worker_environment(os.environ)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -134,7 +134,7 @@ class LocalCluster:
 
     def environment(self) -> dict[str, str]:
         """Environment for Flink's scripts: our conf, log and pid dirs and the Python path."""
-        env = dict(os.environ)
+        env = process.clean_environment()
         env.update(
             FLINK_CONF_DIR=str(self.conf_dir),
             FLINK_LOG_DIR=str(self.log_dir),

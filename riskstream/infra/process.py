@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -24,7 +24,56 @@ MIN_JAVA_MAJOR = 17
 STOP_GRACE_S = 30.0
 POLL_INTERVAL_S = 0.25
 T = TypeVar("T")
+GATEWAY_DISABLED_VAR = "PYFLINK_GATEWAY_DISABLED"
+JAVA_HOME_VAR = "JAVA_HOME"
+WORKER_ENVIRONMENT = (
+    "FLINK_HOME",
+    "FLINK_CONF_DIR",
+    "FLINK_BIN_DIR",
+    "FLINK_LIB_DIR",
+    "FLINK_OPT_DIR",
+    "FLINK_PLUGINS_DIR",
+    "FLINK_LOG_DIR",
+    "FLINK_PID_DIR",
+    "FLINK_ENV_JAVA_OPTS",
+    "FLINK_INHERITED_LOGS",
+    "JAVA_RUN",
+    "BOOT_LOG_DIR",
+    "SEMI_PERSISTENT_DIRECTORY",
+    "PYTHON_LOOPBACK_SERVER_ADDRESS",
+    "_PYFLINK_CONN_INFO_PATH",
+    "_PYTHON_WORKER_MEMORY_LIMIT",
+)
+"""Variables a PyFlink Python worker's environment brings (seen in a test process after a local
+pandas-UDF run following a standalone-cluster session)."""
 _VERSION_RE = re.compile(r'version "(\d+)(?:\.(\d+))?')
+
+
+def drop_worker_environment(environ: MutableMapping[str, str]) -> None:
+    """Remove what a PyFlink Python worker left in an environment this CLI inherited.
+
+    A process that ran a Python UDF in loopback mode (a local job with a pandas UDF: tests, the
+    demo) gets the worker's environment copied into its own (PyFlink's beam_worker_pool_service:
+    ``os.environ.update``), marked by the gateway flag; every ``riskstream`` it starts inherits
+    it. The flag made such a child refuse to start its own Flink gateway; the worker's
+    ``JAVA_HOME=`` (empty) made PyFlink launch "bin/java"; its ``FLINK_CONF_DIR`` points at a
+    TaskManager's configuration, and it names the loopback worker pool of that process
+    (``PYTHON_LOOPBACK_SERVER_ADDRESS``), which a TaskManager started from it must not see.
+    Neither the CLI nor a process it starts is a UDF worker, so they drop them all.
+    """
+    if environ.get(JAVA_HOME_VAR) == "":  # never useful: "not set" means java from PATH
+        del environ[JAVA_HOME_VAR]
+    if environ.pop(GATEWAY_DISABLED_VAR, None) is None:
+        return
+    for name in WORKER_ENVIRONMENT:
+        environ.pop(name, None)
+
+
+def clean_environment() -> dict[str, str]:
+    """A copy of this process's environment for a child process, without a worker's variables."""
+    env = dict(os.environ)
+    drop_worker_environment(env)
+    return env
 
 
 def java_executable(environ: Mapping[str, str] | None = None) -> str:

@@ -9,12 +9,16 @@ FLINK_CONF_DIR pointed a local run at a TaskManager's configuration.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+from core.config import load_settings
 from riskstream.cli import GATEWAY_DISABLED_VAR, JAVA_HOME_VAR, main
+from riskstream.infra.cluster import LocalCluster
 
 CONF_DIR_VAR = "FLINK_CONF_DIR"
+LOOPBACK_VAR = "PYTHON_LOOPBACK_SERVER_ADDRESS"
 
 
 def _show(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,3 +54,17 @@ def test_an_empty_java_home_is_unset(
     monkeypatch.setenv(JAVA_HOME_VAR, "")
     _show(capsys)
     assert JAVA_HOME_VAR not in os.environ
+
+
+def test_the_cluster_processes_get_no_worker_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(GATEWAY_DISABLED_VAR, "true")
+    monkeypatch.setenv(LOOPBACK_VAR, "localhost:40000")
+    monkeypatch.setenv(JAVA_HOME_VAR, "")
+    settings = load_settings(overrides={"paths": {"run_dir": str(tmp_path)}}, environ={})
+    env = LocalCluster(settings).environment()
+    for name in (GATEWAY_DISABLED_VAR, LOOPBACK_VAR, JAVA_HOME_VAR):
+        assert name not in env
+    assert env[CONF_DIR_VAR].startswith(str(tmp_path))
+    assert os.environ[LOOPBACK_VAR] == "localhost:40000"  # this process's own is left alone
