@@ -34,8 +34,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import ServiceError, ToolError
-from core.jars import sha256_of
-from riskstream.infra.prometheus import DebianTool, pinned_tool
+from riskstream.infra.prometheus import DebianTool, pinned_tool, run_step, verify_deb
 
 SHELL, COMMON = "chromium", "chromium-common"
 """Entries of tools.toml: the headless shell and the resources it shares with Chromium."""
@@ -88,29 +87,6 @@ class Chromium:
         return {**os.environ, "LD_LIBRARY_PATH": joined}
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> str:
-    try:
-        done = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ToolError(f"{what}: `{' '.join(cmd)}` could not run: {exc}") from exc
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
-        raise ToolError(f"{what}: `{' '.join(cmd)}` failed (exit {done.returncode}):\n{tail}")
-    return done.stdout
-
-
-def _verify(tool: DebianTool, path: Path) -> None:
-    found = sha256_of(path)
-    if found != tool.sha256:
-        raise ToolError(
-            f"checksum mismatch for {tool.package} {tool.version} at {path}: expected sha256 "
-            f"{tool.sha256} (core/resources/tools.toml), found {found}; delete the file to "
-            "fetch it again"
-        )
-
-
 def missing_packages(simulated: str) -> list[tuple[str, str]]:
     """``(package, version)`` of each ``Inst`` line of ``apt-get install --simulate``'s output.
 
@@ -141,7 +117,7 @@ def fetch_chromium(settings: Settings) -> Chromium:
     if not ready.is_file():
         _fetch(shell, common, home)
     for tool in (shell, common):
-        _verify(tool, home / tool.deb_name)
+        verify_deb(tool, home / tool.deb_name)
     manifest = json.loads(ready.read_text("utf-8"))
     library_path = ":".join(str(root / d) for d in manifest["library_dirs"])
     browser = Chromium(root / shell.binary, library_path)
@@ -159,7 +135,7 @@ def _fetch(shell: DebianTool, common: DebianTool, home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     pin = f"{shell.package}={shell.version}"
     hint = "(if apt cannot locate it, run `apt-get update` once)"
-    simulated = _run(
+    simulated = run_step(
         ["apt-get", "install", "--simulate", "--no-install-recommends", pin],
         home,
         f"resolving the libraries of {pin} {hint}",
@@ -167,7 +143,7 @@ def _fetch(shell: DebianTool, common: DebianTool, home: Path) -> None:
     wanted = {name: version for name, version in missing_packages(simulated)}
     wanted |= {shell.package: shell.version, common.package: common.version}
     with tempfile.TemporaryDirectory(prefix="riskstream-apt-", dir=home) as tmp:
-        _run(
+        run_step(
             ["apt-get", "download", *(f"{n}={v}" for n, v in sorted(wanted.items()))],
             Path(tmp),
             f"downloading {pin} and {len(wanted) - 1} package(s) it needs {hint}",
@@ -177,11 +153,11 @@ def _fetch(shell: DebianTool, common: DebianTool, home: Path) -> None:
             fetched = Path(tmp) / tool.deb_name
             if not fetched.is_file():
                 raise ToolError(f"apt-get download did not produce {tool.deb_name} in {tmp}")
-            _verify(tool, fetched)
+            verify_deb(tool, fetched)
         staging = home / "root.partial"
         shutil.rmtree(staging, ignore_errors=True)
         for deb in debs:
-            _run(["dpkg-deb", "-x", str(deb), str(staging)], home, f"unpacking {deb.name}")
+            run_step(["dpkg-deb", "-x", str(deb), str(staging)], home, f"unpacking {deb.name}")
         for tool in (shell, common):
             (Path(tmp) / tool.deb_name).replace(home / tool.deb_name)
     shutil.rmtree(home / "root", ignore_errors=True)

@@ -71,7 +71,8 @@ def pinned_tool(name: str = TOOL) -> DebianTool:
     return tool
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> None:
+def run_step(cmd: list[str], cwd: Path, what: str) -> str:
+    """Run one fetch step (``apt-get``, ``dpkg-deb``); its stdout, or ToolError naming the step."""
     try:
         done = subprocess.run(
             cmd, cwd=cwd, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
@@ -81,6 +82,7 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
         raise ToolError(f"{what}: `{' '.join(cmd)}` failed (exit {done.returncode}):\n{tail}")
+    return done.stdout
 
 
 def fetch_tool(settings: Settings, tool: DebianTool | None = None) -> Path:
@@ -100,7 +102,7 @@ def fetch_tool(settings: Settings, tool: DebianTool | None = None) -> Path:
             )
         home.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="riskstream-apt-", dir=home) as tmp:
-            _run(
+            run_step(
                 ["apt-get", "download", f"{tool.package}={tool.version}"],
                 Path(tmp),
                 f"downloading {tool.package} {tool.version} (if apt-get cannot locate it, run "
@@ -109,13 +111,13 @@ def fetch_tool(settings: Settings, tool: DebianTool | None = None) -> Path:
             fetched = Path(tmp) / tool.deb_name
             if not fetched.is_file():
                 raise ToolError(f"apt-get download did not produce {tool.deb_name} in {tmp}")
-            _verify(tool, fetched)
+            verify_deb(tool, fetched)
             fetched.replace(deb)
-    _verify(tool, deb)
+    verify_deb(tool, deb)
     if not program.is_file():
         staging = home / "root.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        _run(["dpkg-deb", "-x", str(deb), str(staging)], home, f"unpacking {deb}")
+        run_step(["dpkg-deb", "-x", str(deb), str(staging)], home, f"unpacking {deb}")
         shutil.rmtree(home / "root", ignore_errors=True)
         staging.replace(home / "root")
         if not program.is_file():
@@ -123,7 +125,8 @@ def fetch_tool(settings: Settings, tool: DebianTool | None = None) -> Path:
     return program
 
 
-def _verify(tool: DebianTool, path: Path) -> None:
+def verify_deb(tool: DebianTool, path: Path) -> None:
+    """Refuse a ``.deb`` whose sha256 is not the pinned one."""
     found = sha256_of(path)
     if found != tool.sha256:
         raise ToolError(
