@@ -18,6 +18,10 @@ from riskstream.infra import jars
 from riskstream.infra.kafka import LocalKafka
 
 RESULTS_DIR = Path(__file__).parent / "results"
+LOAD_AT_START = os.getloadavg()
+"""The machine's load average when the benchmark started (this module is imported first)."""
+QUIET_LOAD = 1.5
+"""Figures measured above this 1-minute load at the start understate the machine (2-5x)."""
 
 
 @contextlib.contextmanager
@@ -74,6 +78,9 @@ def write_results(name: str, figures: Mapping[str, float], details: Mapping[str,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "load_average_1m": os.getloadavg()[0],
+            "load_average_start": [round(x, 2) for x in LOAD_AT_START],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            "quiet_at_start": LOAD_AT_START[0] < QUIET_LOAD,
         },
         "figures": dict(figures),
         "details": dict(details),

@@ -69,6 +69,7 @@ RECOVERY_S = 180.0
 CHECKPOINT_WAIT_S = 120.0
 POLL_S = 0.2
 TARGET_RECOVERY_S = 10.0
+SLOWEST_TASKS = 4
 
 
 def payment(rng: random.Random, card: int) -> Transaction:
@@ -237,6 +238,32 @@ def _task_steps(cluster: LocalCluster, after_ms: int) -> dict[str, int]:
     return {step: pick.get(step, min)(times) for step, times in found.items() if times}
 
 
+_TASK_SWITCH = re.compile(r" - (.+?) \(\d+/\d+\)#\d+ \(\S+\) switched from (\w+) to (\w+)")
+
+
+def _task_initializing_s(cluster: LocalCluster, after_ms: int) -> dict[str, float]:
+    """Seconds each restarted task spent INITIALIZING (operators opening: Python workers,
+    models, state restore), by task name, slowest first: where the standby's time goes."""
+    started: dict[str, int] = {}
+    spent: dict[str, float] = {}
+    for log in cluster.log_dir.glob("*taskexecutor*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            stamp = _LOG_TIME.match(line)
+            switch = _TASK_SWITCH.search(line)
+            if stamp is None or switch is None:
+                continue
+            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+            at_ms = int(at.timestamp() * 1000)
+            if at_ms < after_ms:
+                continue
+            task, old, new = switch.groups()
+            if new == "INITIALIZING":
+                started[task] = at_ms
+            elif old == "INITIALIZING" and new == "RUNNING" and task in started:
+                spent[task] = round((at_ms - started[task]) / 1000, 2)
+    return dict(sorted(spent.items(), key=lambda item: -item[1]))
+
+
 def _tasks_running_again(rest: FlinkRest, job_id: str, kill_ms: int) -> int:
     """Wall ms when every task runs again after the kill: first seen not running (the loss was
     noticed), then running."""
@@ -298,6 +325,7 @@ def run(settings: Settings) -> dict[str, Any]:
         # moment the loss was detected.
         any_ms = decisions.first_after(min(detected) if detected else kill_ms, False) or 0
         task_steps = _task_steps(cluster, kill_ms)
+        initializing = _task_initializing_s(cluster, kill_ms)
 
         def since_kill(at_ms: int | None) -> float | None:
             return round((at_ms - kill_ms) / 1000, 2) if at_ms else None
@@ -313,6 +341,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 "first_decision_after_detection": since_kill(any_ms),
                 "first_decision_of_a_new_payment": since_kill(new_ms),
             },
+            "task_initializing_s": initializing,
             "failures": [f"{f.task}: {f.exception}" for f in failures],
             "checkpoint_ms": state.latest_duration_ms,
             "checkpoint_bytes": state.latest_state_bytes,
@@ -386,6 +415,8 @@ def main() -> None:
                      r["recovery_any_decision_s"], "-"],
                     *[[f"  timeline: {step} (s after the kill)", at, "-"]
                       for step, at in r["timeline_s"].items()],
+                    *[[f"  initializing: {task[:60]} (s)", spent, "-"]
+                      for task, spent in list(r["task_initializing_s"].items())[:SLOWEST_TASKS]],
                     [f"checkpoint duration with {CARDS:,} cards (ms)", r["checkpoint_ms"], "-"],
                     ["checkpoint state size (bytes)", r["checkpoint_bytes"], "-"],
                     ["  of which written by this incremental checkpoint",
