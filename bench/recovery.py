@@ -267,13 +267,22 @@ def _task_initializing_s(cluster: LocalCluster, after_ms: int) -> dict[str, floa
 def _tasks_running_again(rest: FlinkRest, job_id: str, kill_ms: int) -> int:
     """Wall ms when every task runs again after the kill: first seen not running (the loss was
     noticed), then running."""
-    wait_until(lambda: not rest.tasks_running(job_id), RECOVERY_S, "the loss", poll_s=POLL_S)
+
+    def loss_seen() -> bool:
+        # On a loaded machine the restart can be over before the first poll: a failure recorded
+        # after the kill counts too.
+        return not rest.tasks_running(job_id) or any(
+            f.timestamp_ms >= kill_ms for f in rest.failures(job_id)
+        )
+
+    wait_until(loss_seen, RECOVERY_S, "the loss", poll_s=POLL_S)
     wait_until(lambda: rest.tasks_running(job_id), RECOVERY_S, "tasks running", poll_s=POLL_S)
     return max(int(time.time() * 1000), kill_ms)
 
 
-def run(settings: Settings) -> dict[str, Any]:
-    """Start the cluster and the job, measure, stop; returns the figures and details."""
+def run(settings: Settings, keep_logs: bool = False) -> dict[str, Any]:
+    """Start the cluster and the job, measure, stop; returns the figures and details
+    (``keep_logs``: copy the cluster's logs to a temporary directory that stays)."""
     cluster = LocalCluster(settings)
     cluster.start()
     cluster.start_taskmanager()  # the standby
@@ -378,6 +387,10 @@ def run(settings: Settings) -> dict[str, Any]:
                 rest.cancel(job_id)
         finally:
             cluster.stop()
+            if keep_logs:
+                kept = Path(tempfile.mkdtemp(prefix="riskstream-bench-recovery-logs-"))
+                shutil.copytree(cluster.log_dir, kept / "log", dirs_exist_ok=True)
+                print(f"cluster logs kept in {kept}")
 
 
 def main() -> None:
@@ -388,6 +401,9 @@ def main() -> None:
         type=int,
         default=None,
         help="diagnostic: this scoring.replay_memory_records instead of the default; no file",
+    )
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the cluster's logs (the path is printed)"
     )
     args = parser.parse_args()
     memory = (
@@ -404,7 +420,7 @@ def main() -> None:
             metrics={"reporter": False},
             scoring={"latency_budget_ms": NO_SHEDDING_MS, **memory},
         )
-        r = run(settings)
+        r = run(settings, keep_logs=args.keep_logs)
         print(
             table(
                 ["figure", "measured", "target"],

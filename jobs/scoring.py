@@ -125,10 +125,15 @@ def build(
     enriched = feature_job.build(
         env, sources, feature_job.FeatureSinks(sinks.features, sinks.dead_letter), settings
     )
+    # Chained to nothing: on a restart the scoring UDF's task (its pandas worker process and
+    # models) then opens at once, instead of after every thread-mode Python operator chained with
+    # it has opened in the TaskManager's one embedded interpreter (``decide`` starts a new chain
+    # for the same reason). docs/operations.md, "Where the time goes".
     rows = (
         enriched.process(feature_gate(settings), output_type=row_type())
         .uid("scoring-feature-rows")
         .name("features as rows")
+        .disable_chaining()
     )
     (
         rows.get_side_output(REFUSED_TAG)
@@ -170,6 +175,7 @@ def build(
         )
         .uid("scoring-decisions")
         .name("decide")
+        .start_new_chain()
     )
     decisions.sink_to(sinks.decisions).uid("scoring-decisions-sink").name("decisions sink")
     decisions.get_side_output(PREDICTION_LOG_TAG).sink_to(sinks.prediction_log).uid(

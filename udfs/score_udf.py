@@ -10,6 +10,7 @@ it was first scored in (:mod:`scoring.replay`). Counters go to Flink's metric sy
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +34,7 @@ _STRINGS = {"decision", "mode", "reasons", "model_version"}
 RESULT_FIELDS = tuple(
     (name, DataTypes.STRING() if name in _STRINGS else DataTypes.DOUBLE()) for name in RESULT_NAMES
 )
+LOG = logging.getLogger(__name__)
 RESULT_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in RESULT_FIELDS])
 
 
@@ -54,6 +56,7 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
 
     def open(self, function_context: FunctionContext) -> None:
         """Load and verify the champion models once per worker; register the counters."""
+        started = time.monotonic()
         models = load_champion(Path(self.registry_dir))
         explainer = None
         if stacking.LOGISTIC in models.model_bytes:
@@ -61,6 +64,9 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
                 models.model_bytes[stacking.LOGISTIC], models.inputs
             )
         self._scorer = Scorer(models, self.policy, explainer=explainer)
+        LOG.info(
+            "scoring UDF: champion %s loaded in %.1f s", models.version, time.monotonic() - started
+        )
         self._published = decision_memory.load(self.memory)
         group = function_context.get_metric_group().add_group("scoring")
         for name in ("rows", "degradedRows", "shedBatches", "modelFailures", "replayedRows"):
