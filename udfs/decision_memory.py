@@ -31,7 +31,8 @@ from udfs.decisions import decision_id
 
 LOG = logging.getLogger(__name__)
 POLL_S = 0.5
-BATCH = 1000
+BATCH = 10_000
+FETCH_BYTES = 64 * 1024 * 1024
 
 
 class _Published(msgspec.Struct):
@@ -91,6 +92,10 @@ def read_tail(source: MemorySource) -> list[bytes]:
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "isolation.level": "read_committed",
+        # The whole tail at once rather than librdkafka's 1 MB per partition and request: the
+        # read is on the restart's critical path (100k decisions took 1.3 s).
+        "max.partition.fetch.bytes": FETCH_BYTES,
+        "fetch.max.bytes": FETCH_BYTES,
     }
     consumer = Consumer(conf)
     deadline = time.monotonic() + source.timeout_s
