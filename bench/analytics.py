@@ -9,24 +9,38 @@ at the 10th and at the 90th percentile of the output, divided by the append time
 job start-up and the drain at the end are excluded. The machine's load average at start and end goes
 into the results (a figure from a busy machine says so).
 
-Run from the repo root: ``python -m bench.analytics``; writes ``bench/results/analytics.json``.
+``--taskmanagers 2`` runs the same job on the standalone session cluster instead, with two
+TaskManagers of one slot each at parallelism 2 (one Python interpreter per core, one merchant
+shard per subtask: the layout that has no key taking every payment is what lets it spread); the
+figures of both layouts go into the results.
+
+Run from the repo root: ``python -m bench.analytics [--taskmanagers 2]``; writes
+``bench/results/analytics.json`` (the other layout's figures, if measured before, are kept).
 """
 
 from __future__ import annotations
 
+import argparse
 import bisect
+import contextlib
+import json
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.common import bench_settings, private_broker, table, write_results
+from bench.common import RESULTS_DIR, bench_settings, private_broker, table, write_results
 from core.config import Settings, TopicSettings, replace, with_overrides
 from core.errors import SchemaError
+from core.net import free_port
 from core.progress import Progress
 from jobs import analytics
+from riskstream import jobrunner
+from riskstream.infra.cluster import LocalCluster
 from riskstream.simulate_kafka import produce
 from riskstream.support.kafka_io import read_to_end, read_values
 from riskstream.support.topics import private_settings
@@ -42,13 +56,17 @@ PARTITIONS = 2
 TARGET = 10_000
 
 
-def _settings(base: Settings, prefix: str) -> Settings:
+def _settings(base: Settings, prefix: str, taskmanagers: int) -> Settings:
     roles = {"transactions": PARTITIONS, "late_events": 1, "dead_letter": 1}
+    cluster: dict[str, object] = {}
+    if taskmanagers > 1:  # one slot per TaskManager, one subtask (and shard) per TaskManager
+        cluster = {"parallelism": taskmanagers, "taskmanager_slots": 1, "rpc_port": free_port()}
     settings = private_settings(
         base,
         prefix,
         roles,
         analytics={"group_id": f"{prefix}-group", "transactional_id_prefix": f"{prefix}-tx"},
+        flink=cluster,
     )
     name = f"{prefix}-analytics"
     admin = AdminClient({**settings.kafka.client_config()})
@@ -92,16 +110,55 @@ def sustained_rate(
     return done / max(seconds, 1e-9), done, seconds
 
 
-def main() -> None:
+@contextlib.contextmanager
+def _cluster(settings: Settings, taskmanagers: int) -> Iterator[None]:
+    """The standalone session cluster with ``taskmanagers`` TaskManagers (none for 1: the job
+    then runs on the mini-cluster)."""
+    if taskmanagers <= 1:
+        yield
+        return
+    cluster = LocalCluster(settings)
+    cluster.start()
+    try:
+        for _ in range(taskmanagers - 1):
+            cluster.start_taskmanager()
+        yield
+    finally:
+        cluster.stop()
+
+
+def _run(settings: Settings, taskmanagers: int) -> None:
+    if taskmanagers <= 1:
+        analytics.main(settings, bounded=True)
+    else:
+        jobrunner.submit_to_cluster(settings, "analytics", bounded=True)
+
+
+def _previous() -> dict[str, dict[str, Any]]:
+    """Figures of the other layout from the results file, if any."""
+    path = RESULTS_DIR / "analytics.json"
+    if not path.exists():
+        return {}
+    with contextlib.suppress(ValueError, KeyError):
+        layouts = json.loads(path.read_text())["details"].get("layouts", {})
+        return dict(layouts)
+    return {}
+
+
+def main(argv: list[str] | None = None) -> None:
     """Run and report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--taskmanagers", type=int, default=1, choices=(1, 2))
+    taskmanagers = parser.parse_args(argv).taskmanagers
     load_start = os.getloadavg()
     with bench_settings("analytics") as base, private_broker(base):
-        settings = _settings(base, f"an-bench-{int(time.time())}")
+        settings = _settings(base, f"an-bench-{int(time.time())}", taskmanagers)
         sim = simulate(replace(base.simulator, **TRAFFIC))
         run = produce(sim, settings.kafka, 1e9, Progress(len(sim.delivery), "produce", "records"))
-        started = time.monotonic()
-        analytics.main(settings, bounded=True)
-        wall = time.monotonic() - started
+        with _cluster(settings, taskmanagers):
+            started = time.monotonic()
+            _run(settings, taskmanagers)
+            wall = time.monotonic() - started
         records = read_to_end(settings, settings.kafka.topic("analytics"), timeout_s=READ_TIMEOUT_S)
         results = [(r.timestamp, decode_window(r.value)) for r in records if r.value is not None]
         stamps = np.array([t for t, _ in results], dtype=np.int64)
@@ -110,14 +167,42 @@ def main() -> None:
         rate, done, seconds = sustained_rate(stamps, ends, times)
         print(
             table(
-                ["payments", "window results", "job wall s", "steady s", "payments/s"],
-                [[len(times), len(results), wall, seconds, rate]],
+                [
+                    "taskmanagers",
+                    "payments",
+                    "window results",
+                    "job wall s",
+                    "steady s",
+                    "payments/s",
+                ],
+                [[taskmanagers, len(times), len(results), wall, seconds, rate]],
             )
         )
+        load_end = os.getloadavg()
+        layout = "mini-cluster" if taskmanagers <= 1 else f"{taskmanagers} taskmanagers"
+        layouts = _previous()
+        layouts[layout] = {
+            "events_per_s": round(float(rate), 1),
+            "job_wall_s": round(wall, 1),
+            "parallelism": settings.flink.parallelism,
+            "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average_start": [round(x, 2) for x in load_start],
+            "load_average_end": [round(x, 2) for x in load_end],
+        }
         path = write_results(
             "analytics",
-            {"events_per_s": float(rate), "job_wall_s": wall},
             {
+                "events_per_s": float(rate),
+                "job_wall_s": wall,
+                **{
+                    f"events_per_s_{name.replace(' ', '_').replace('-', '_')}": float(
+                        figures["events_per_s"]
+                    )
+                    for name, figures in layouts.items()
+                },
+            },
+            {
+                "taskmanagers": taskmanagers,
                 "payments": len(times),
                 "inputs": run.transactions,
                 "window_results": len(results),
@@ -130,7 +215,8 @@ def main() -> None:
                 "traffic": TRAFFIC,
                 "target_events_per_s": TARGET,
                 "load_average_start": [round(x, 2) for x in load_start],
-                "load_average_end": [round(x, 2) for x in os.getloadavg()],
+                "load_average_end": [round(x, 2) for x in load_end],
+                "layouts": layouts,
             },
         )
         print(f"wrote {path}")

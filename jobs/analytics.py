@@ -4,7 +4,8 @@
 :class:`udfs.analytics.records.ScoredPayment` records that carries event-time timestamps and
 watermarks (the scoring job calls it on its scored stream)::
 
-    scored -> key by merchant shard -> ShardStage (dedup, too-late?, merchant windows, partials)
+    scored -> as rows (plain tuples)
+           -> key by merchant shard -> ShardStage (dedup, too-late?, merchant windows, partials)
            -> key by "<kind>|<key>" -> MergeStage (MCC-hour and global-minute windows, summed)
     window results (both stages) -> analytics topic      (WindowAnalytics JSON, revisioned)
     too-late payments            -> late-events topic    (how late, which window)
@@ -33,7 +34,7 @@ from core.errors import JobError
 from jobs import features
 from jobs.entry import run_job_script
 from jobs.env import create_env
-from udfs.analytics.records import unscored
+from udfs.analytics.records import payment_row, unscored_row
 from udfs.analytics.stages import (
     LATE_TAG,
     RESULTS_TAG,
@@ -67,10 +68,21 @@ def attach(scored: DataStream, sinks: AnalyticsSinks, settings: Settings) -> Dat
 
     Returns the window-results stream (JSON strings), which is also written to ``sinks.analytics``.
     """
+    rows = (
+        scored.map(payment_row, output_type=Types.PICKLED_BYTE_ARRAY())
+        .uid("analytics-rows")
+        .name("payments as rows")
+    )
+    return _windows(rows, sinks, settings)
+
+
+def _windows(rows: DataStream, sinks: AnalyticsSinks, settings: Settings) -> DataStream:
+    """The window stages and sinks over a stream of :data:`udfs.analytics.records.PaymentRow` s."""
     params, source = window_params(settings), settings.analytics.source
+    key = ShardKey(settings.analytics.shards)
     shards = (
-        scored.key_by(ShardKey(settings.analytics.shards), Types.INT())
-        .process(ShardStage(params, source), output_type=Types.PICKLED_BYTE_ARRAY())
+        rows.key_by(key, Types.INT())
+        .process(ShardStage(params, source, key), output_type=Types.PICKLED_BYTE_ARRAY())
         .uid("analytics-shard-windows")
         .name("merchant windows and view partials")
     )
@@ -108,12 +120,12 @@ def build(
     transactions.get_side_output(DEAD_LETTER_TAG).sink_to(sinks.dead_letter).uid(
         "analytics-dead-letter-sink"
     ).name("dead letters")
-    scored = (
-        transactions.map(unscored, output_type=Types.PICKLED_BYTE_ARRAY())
+    rows = (
+        transactions.map(unscored_row, output_type=Types.PICKLED_BYTE_ARRAY())
         .uid("analytics-unscored")
         .name("as unscored payments")
     )
-    return attach(scored, sinks, settings)
+    return _windows(rows, sinks, settings)
 
 
 def kafka_source(settings: Settings, bounded: bool = False) -> features.KafkaInput:

@@ -6,7 +6,7 @@ import pickle
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from udfs.analytics.records import ScoredPayment, unscored
+from udfs.analytics.records import ScoredPayment, payment_row, row_payment, unscored, unscored_row
 from udfs.analytics.shards import Partial, ShardWindows
 from udfs.analytics.stages import MergeStage, ShardKey, ShardStage, view_key
 from udfs.analytics.windows import Totals, WindowParams
@@ -16,14 +16,17 @@ PAYMENT = ScoredPayment("e1", 1_767_225_600_000, "m1", "5411", 12.5, "step_up", 
 
 def test_functions_and_records_round_trip() -> None:
     params = WindowParams(allowed_lateness_ms=1234)
-    for stage in (ShardStage(params, "src"), MergeStage(params, "src")):
+    for stage in (ShardStage(params, "src", ShardKey(2)), MergeStage(params, "src")):
         copy = cloudpickle.loads(cloudpickle.dumps(stage))
         assert (copy.params, copy.source) == (params, "src")
-    for selector in (view_key, unscored):
+    for selector in (view_key, unscored, unscored_row, payment_row):
         assert cloudpickle.loads(cloudpickle.dumps(selector)) is selector
     key = ShardKey(4)
-    assert cloudpickle.loads(cloudpickle.dumps(key))(PAYMENT) == key(PAYMENT)
+    row = payment_row(PAYMENT)
+    assert cloudpickle.loads(cloudpickle.dumps(key))(row) == key(row)
     assert pickle.loads(pickle.dumps(PAYMENT)) == PAYMENT
+    assert pickle.loads(pickle.dumps(row)) == row  # what crosses the exchange
+    assert row_payment(row) == PAYMENT
     shard = ShardWindows(params)
     added = shard.add(PAYMENT, -1)
     assert added.entry is not None

@@ -40,6 +40,31 @@ def unscored(tx: Transaction) -> ScoredPayment:
     return ScoredPayment(tx.event_id, tx.event_time, tx.merchant_id, tx.mcc, tx.amount)
 
 
+PaymentRow = tuple[str, int, str, str, float, str | None, float | None]
+"""A :class:`ScoredPayment` as a plain tuple, its fields in order: what crosses the exchange into
+the per-payment stage. A tuple pickles and unpickles in about 0.5 us each way; the frozen, slotted
+dataclass took about 5 us each way, a tenth of the stage's budget per payment."""
+
+
+def payment_row(p: ScoredPayment) -> PaymentRow:
+    """``p`` as a :data:`PaymentRow`.
+
+    >>> payment_row(ScoredPayment("e", 5, "m", "5411", 1.5, "block", 0.25))
+    ('e', 5, 'm', '5411', 1.5, 'block', 0.25)
+    """
+    return p.event_id, p.event_time, p.merchant_id, p.mcc, p.amount, p.decision, p.score
+
+
+def unscored_row(tx: Transaction) -> PaymentRow:
+    """A validated transaction as the row of a payment without a decision (standalone job)."""
+    return tx.event_id, tx.event_time, tx.merchant_id, tx.mcc, tx.amount, None, None
+
+
+def row_payment(row: PaymentRow) -> ScoredPayment:
+    """The :class:`ScoredPayment` of a row (validates the decision again)."""
+    return ScoredPayment(*row)
+
+
 class LateEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A payment that arrived after its window closed for good (the ``late-events`` topic).
 

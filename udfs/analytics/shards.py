@@ -34,15 +34,18 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from udfs.analytics.records import ScoredPayment
+from udfs.analytics.records import PaymentRow, ScoredPayment, payment_row
 from udfs.analytics.windows import (
     ADDED,
+    AMOUNT_SCALE,
+    DECISION_CODES,
     DUPLICATE,
     GLOBAL_KEY,
     KEY_GLOBAL,
     KEY_KINDS,
     KEY_MCC,
     KEY_MERCHANT,
+    SCORE_SCALE,
     TOO_LATE,
     TooLate,
     Totals,
@@ -50,7 +53,6 @@ from udfs.analytics.windows import (
     WindowParams,
     WindowResult,
     WindowSpec,
-    scaled,
 )
 
 SEP = "\x1f"
@@ -180,6 +182,9 @@ class Added:
     too_late: TooLate | None = None
 
 
+_DUPLICATE = Added(DUPLICATE)
+
+
 @dataclass(frozen=True, slots=True)
 class Fired:
     """What one timer did: merchant results, view partials, stored entries to delete."""
@@ -213,27 +218,33 @@ class ShardWindows:
 
     def add(self, p: ScoredPayment, current_watermark: int) -> Added:
         """Count ``p`` (or refuse it as a duplicate or too late) at the given watermark."""
-        watermark = self.watermark(current_watermark)
-        spec = self._specs[0]
-        start = spec.start(p.event_time)
-        closes = start + spec.size_ms - 1 + self._lateness
+        return self.add_row(payment_row(p), current_watermark)
+
+    def add_row(self, row: PaymentRow, current_watermark: int) -> Added:
+        """:meth:`add` of a payment as a :data:`PaymentRow` (what the Flink stage receives)."""
+        event_id, event_time, merchant_id, mcc, amount, decision, score = row
+        watermark = current_watermark if current_watermark > self.floor else self.floor
+        size = self._sizes[0]
+        start = event_time - event_time % size
+        closes = start + size - 1 + self._lateness
         if closes <= watermark:
             late = TooLate(
                 KEY_MERCHANT,
-                p.merchant_id,
+                merchant_id,
                 start,
-                start + spec.size_ms,
+                start + size,
                 watermark,
-                watermark - p.event_time,
+                watermark - event_time,
                 watermark - closes,
             )
             return Added(TOO_LATE, too_late=late)
-        key = entry_key(start, p.merchant_id, p.event_id)
+        key = f"{start}{SEP}{merchant_id}{SEP}{event_id}"  # entry_key, inlined
         if key in self.entries:
-            return Added(DUPLICATE)
-        cents, decision, units = scaled(p)
-        stored: Stored = (p.event_time, p.mcc, cents, decision, units, watermark)
-        results, partials, timers = self._count(key, p.merchant_id, stored, emit=True)
+            return _DUPLICATE
+        units = None if score is None else round(score * SCORE_SCALE)
+        cents = round(amount * AMOUNT_SCALE)
+        stored: Stored = (event_time, mcc, cents, DECISION_CODES[decision], units, watermark)
+        results, partials, timers = self._count(key, merchant_id, stored, emit=True)
         return Added(ADDED, (key, stored), results, partials, timers)
 
     def _count(

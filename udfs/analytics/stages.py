@@ -1,8 +1,10 @@
 """Thin Flink wrappers of :mod:`udfs.analytics.shards`: one keyed stage per payment, one merge.
 
-* :class:`ShardStage`, keyed by merchant shard (:func:`shard_key`): drops re-sent ``event_id`` s,
-  decides once per event whether it is too late (its merchant window closed), keeps the merchant
-  windows and emits their results, and sends per-shard MCC and global :class:`Partial` s on;
+* :class:`ShardStage`, keyed by merchant shard (:class:`ShardKey`), on payments as plain tuples
+  (:data:`udfs.analytics.records.PaymentRow`: cheap to pickle across the exchange): drops re-sent
+  ``event_id`` s, decides once per event whether it is too late (its merchant window closed),
+  keeps the merchant windows and emits their results, and sends per-shard MCC and global
+  :class:`Partial` s on;
 * :class:`MergeStage`, keyed by ``"<kind>|<key>"``: sums the partials of the MCC and global
   windows (a few per window, not one per payment) and emits their revisions.
 
@@ -32,7 +34,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from udfs.analytics.encode import late_json, window_json
-from udfs.analytics.records import ScoredPayment
+from udfs.analytics.records import PaymentRow, row_payment
 from udfs.analytics.shards import (
     NO_WATERMARK,
     Partial,
@@ -53,13 +55,14 @@ COUNTERS = ("tooLateEvents", "duplicateEvents", "windowResults", "windowUpdates"
 
 
 class ShardKey:
-    """Key selector of the shard stage: the merchant's shard (stable, evenly spread keys)."""
+    """Key selector of the shard stage: the merchant's shard (stable, evenly spread keys) of a
+    :data:`PaymentRow`."""
 
     def __init__(self, shards: int) -> None:
         self.keys = shard_keys(shards)
 
-    def __call__(self, p: ScoredPayment) -> int:
-        return shard_of(p.merchant_id, self.keys)
+    def __call__(self, row: PaymentRow) -> int:
+        return shard_of(row[2], self.keys)  # merchant_id
 
 
 def view_key(partial: Partial) -> str:
@@ -84,9 +87,10 @@ class _Counters:
 class ShardStage(KeyedProcessFunction):  # type: ignore[misc]
     """Keyed by shard: dedup, the too-late decision, merchant windows, view partials."""
 
-    def __init__(self, params: WindowParams, source: str) -> None:
+    def __init__(self, params: WindowParams, source: str, key: ShardKey) -> None:
         self.params = params
         self.source = source
+        self.key = key  # the key selector in front of this stage: the key without a JNI call
         self._entries: Any = None
         self._floor: Any = None
         self._shards: dict[int, ShardWindows] = {}
@@ -131,13 +135,13 @@ class ShardStage(KeyedProcessFunction):  # type: ignore[misc]
             self._shards[key] = shard
         return shard
 
-    def process_element(self, p: ScoredPayment, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        """Count ``p`` in its windows; emit merchant results and view partials due now."""
-        shard = self._shard(ctx.get_current_key())
+    def process_element(self, row: PaymentRow, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        """Count the payment in its windows; emit merchant results and view partials due now."""
+        shard = self._shard(self.key(row))  # = ctx.get_current_key(), one JNI call less
         current = ctx.timer_service().current_watermark()
-        added = shard.add(p, current)
+        added = shard.add_row(row, current)
         watermark = shard.watermark(current)
-        self._newest = max(self._newest, p.event_time)
+        self._newest = max(self._newest, row[1])  # event_time
         moved = watermark > self._watermark
         if moved:
             self._watermark = watermark
@@ -145,7 +149,7 @@ class ShardStage(KeyedProcessFunction):  # type: ignore[misc]
             self._count("tooLateEvents")
             self._publish()
             lateness = self.params.allowed_lateness_ms
-            yield LATE_TAG, late_json(p, added.too_late, lateness, self.source)
+            yield LATE_TAG, late_json(row_payment(row), added.too_late, lateness, self.source)
             return
         if added.status == DUPLICATE:
             self._count("duplicateEvents")
@@ -153,7 +157,7 @@ class ShardStage(KeyedProcessFunction):  # type: ignore[misc]
             self._entries.put(*added.entry)
             for timer in added.timers:
                 ctx.timer_service().register_event_time_timer(timer)
-            if p.decision is None:
+            if row[5] is None:  # decision
                 self._count("unscoredEvents")
             yield from self._emit(added.results)
             yield from added.partials
