@@ -62,9 +62,43 @@ Chunk = tuple[str, int, int, int]
 """(merged file, first byte, end byte, sequence of the first line)."""
 Parcel = tuple[int, bytes]
 """(shard of the receiving pass, its records packed by :func:`pack`)."""
-Staged = tuple[int, Transaction, int]
+
+
+class Payment(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """What the passes read of a validated payment (:class:`features.events.TransactionLike`),
+    positional in a parcel: a tenth of decoding the whole contract record at every hop."""
+
+    event_id: str
+    event_time: int
+    card_id: str
+    terminal_id: str
+    mcc: str
+    amount: float
+    channel: str
+    latitude: float
+    longitude: float
+    device_id: str | None
+
+    @classmethod
+    def of(cls, tx: Transaction) -> Payment:
+        """The payment fields of a validated transaction."""
+        return cls(
+            tx.event_id,
+            tx.event_time,
+            tx.card_id,
+            tx.terminal_id,
+            tx.mcc,
+            tx.amount,
+            tx.channel,
+            tx.latitude,
+            tx.longitude,
+            tx.device_id,
+        )
+
+
+Staged = tuple[int, Payment, int]
 """(sequence, payment, watermark before it) from the reader to the card pass."""
-Partial = tuple[int, Transaction, FeatureValues, bool, bool]
+Partial = tuple[int, Payment, FeatureValues, bool, bool]
 """(sequence, payment, values so far, duplicate, late) between the card, device, terminal passes."""
 Labelled = tuple[int, Label]
 
@@ -112,9 +146,9 @@ def parse_chunk(text: str) -> Chunk:
 STAGED, LABELLED, PARTIAL = 0, 1, 2
 """Kinds of parcel (its first byte): reader -> card pass, labels, card -> device -> terminal."""
 _PARCEL_TYPES: dict[int, Any] = {
-    STAGED: list[tuple[int, Transaction, int]],
+    STAGED: list[tuple[int, Payment, int]],
     LABELLED: list[tuple[int, Label]],
-    PARTIAL: list[tuple[int, Transaction, PaymentFeatureValues, bool, bool]],  # type: ignore[valid-type]
+    PARTIAL: list[tuple[int, Payment, PaymentFeatureValues, bool, bool]],  # type: ignore[valid-type]
 }
 _PARCEL_ENCODER = msgspec.msgpack.Encoder()
 _PARCEL_DECODERS = {kind: msgspec.msgpack.Decoder(t) for kind, t in _PARCEL_TYPES.items()}
@@ -215,7 +249,7 @@ class ValidateChunk(ProcessFunction):  # type: ignore[misc]
                     yield result
                 elif role == TRANSACTION:
                     shard = shard_of(stages.card_key(result), self.shards)
-                    payments.append((shard, (seq, result, watermark)))
+                    payments.append((shard, (seq, Payment.of(result), watermark)))
                 else:
                     device_id = stages.label_device_key(result)
                     if device_id is not None:
@@ -333,7 +367,7 @@ class TerminalPass(_ShardPass):
     def run(self, records: list[Partial | Labelled]) -> Iterator[pa.Table]:
         """Yield the enriched-features rows of the shard (arrival order) as one table."""
         states: dict[str, terminal.TerminalState] = {}
-        rows: list[tuple[Transaction, FeatureValues, bool, bool]] = []
+        rows: list[tuple[Payment, FeatureValues, bool, bool]] = []
         for record in records:
             if len(record) == 2:
                 label = record[1]
