@@ -14,8 +14,12 @@ operators and runs in Flink's BATCH execution mode:
    point of :mod:`features.stages` (and the label functions) over every key of the shard with the
    states in a dict, exactly like the driver (:mod:`features.compute`); it emits one parcel per
    shard of the next stage;
-3. the terminal pass builds the enriched-features records (:mod:`features.output`) and emits them
-   as a ``pyarrow`` table in the features schema (:mod:`features.table`) for the writer.
+3. the terminal pass emits the shard's enriched-features rows as a ``pyarrow`` table in the
+   features schema (:func:`features.table.rows_table`, the table of the records
+   :mod:`features.output` builds) for the writer.
+
+Parcels are msgpack (:func:`pack`), payments in them a positional :class:`Payment`; every pass
+runs with the cyclic garbage collector paused (:func:`without_gc`).
 
 A payment's ``late`` flag is judged against the watermark its position implies (the largest
 payment record timestamp before it minus ``features.out_of_orderness_ms`` minus 1, written on its
