@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 from core.errors import SchemaError
 from features import output
 from features.archive import read_archive
+from features.events import TransactionLike
 from features.files import PARQUET_SUFFIX, data_files
-from schemas.feature_set import PAYMENT_FEATURES
+from schemas.feature_set import PAYMENT_FEATURES, FeatureValues
 
 FEATURE_NAMES: tuple[str, ...] = PAYMENT_FEATURES.names
 ID_COLUMNS = ("event_id", "event_time", "card_id", "terminal_id", "device_id")
@@ -72,6 +73,38 @@ def to_table(records: Sequence[output.EnrichedFeatures]) -> pa.Table:
         values = record.features
         for name in FEATURE_NAMES:
             columns[name].append(values[name])
+    return pa.table(columns, schema=SCHEMA)
+
+
+def rows_table(
+    rows: Sequence[tuple[TransactionLike, FeatureValues, bool, bool]],
+    watermark_lag_ms: int,
+    computed_time: int,
+) -> pa.Table:
+    """The table :func:`to_table` gives for the records :func:`features.output.build` makes of
+    ``(payment, values, duplicate, late)`` rows with one lag and computed time, built column by
+    column (no record, dict or per-cell append: the backfill's terminal pass emits it)."""
+    n = len(rows)
+    txs = [row[0] for row in rows]
+    columns: dict[str, Any] = {
+        "event_id": [tx.event_id for tx in txs],
+        "event_time": [tx.event_time for tx in txs],
+        "card_id": [tx.card_id for tx in txs],
+        "terminal_id": [tx.terminal_id for tx in txs],
+        "device_id": [tx.device_id for tx in txs],
+        "feature_set": [PAYMENT_FEATURES.name] * n,
+        "feature_set_version": [PAYMENT_FEATURES.version] * n,
+        "feature_set_hash": [output.FEATURE_SET_HASH] * n,
+        "duplicate": [row[2] for row in rows],
+        "late": [row[3] for row in rows],
+        "watermark_lag_ms": [watermark_lag_ms] * n,
+        "computed_time": [computed_time] * n,
+    }
+    by_feature = zip(*(row[1].vector() for row in rows), strict=True) if n else ()
+    for name, column in zip(FEATURE_NAMES, by_feature, strict=False):
+        columns[name] = column
+    for name in FEATURE_NAMES:
+        columns.setdefault(name, [])
     return pa.table(columns, schema=SCHEMA)
 
 

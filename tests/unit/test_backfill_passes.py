@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import pickle
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import pyarrow as pa
 import pytest
 
 from core.config import Settings, load_settings
+from features import card, output, stages
 from features.compute import FeaturePipeline
 from features.history import parse_staged
-from features.table import FEATURE_NAMES
+from features.table import FEATURE_NAMES, rows_table, to_table
 from jobs import backfill
 from jobs import features as features_job
 from riskstream.cli import main as cli_main
+from riskstream.support.factories import random_payment
 from schemas.validation import RecordSchemaError, decode
 from udfs import metrics as ingest_metrics
 from udfs.backfill_passes import (
@@ -36,6 +39,7 @@ from udfs.backfill_passes import (
     ValidateChunk,
     chunk_text,
     parse_merged,
+    shard_records,
 )
 from udfs.ingest import DEAD_LETTER_TAG, IngestRules, ValidateRecords
 
@@ -85,9 +89,8 @@ def _route(parcels: list[Any]) -> dict[int, list[Any]]:
 def _run(step: Any, parcels: list[Any]) -> list[Any]:
     """One keyed pass: per shard, the sorted records of all its parcels, as ``on_timer`` does."""
     emitted: list[Any] = []
-    for lists in _route(parcels).values():
-        records = sorted((r for rs in lists for r in rs), key=lambda r: r[0])
-        emitted.extend(step.run(records))
+    for payloads in _route(parcels).values():
+        emitted.extend(step.run(shard_records(payloads)))
     return emitted
 
 
@@ -179,3 +182,21 @@ def test_passes_equal_the_driver_over_the_merged_arrival_order(
     for row in rows:
         assert tuple(row[n] for n in FEATURE_NAMES) in want[(row["event_id"], row["duplicate"])]
     assert {r["watermark_lag_ms"] for r in rows} == {-1}
+
+
+def test_rows_table_equals_the_table_of_the_enriched_records() -> None:
+    rng = random.Random(3)
+    params = features_job.feature_params(load_settings(environ={}))
+    pipeline = FeaturePipeline(params)
+    rows = []
+    for i in range(50):
+        tx = random_payment(rng, i % 7, 1_700_000_000_000 + i * 60_000, terminals=3)
+        state = pipeline.cards.setdefault(tx.card_id, card.CardState())
+        values, duplicate = stages.card_stage(state, tx, params)
+        rows.append((tx, values, duplicate, i % 5 == 0))
+    records = [
+        output.build(t, values=v, duplicate=d, late=la, watermark_lag_ms=-1, computed_time=9)
+        for t, v, d, la in rows
+    ]
+    assert rows_table(rows, -1, 9).equals(to_table(records), check_metadata=True)
+    assert rows_table([], -1, 9).equals(to_table([]), check_metadata=True)

@@ -107,7 +107,7 @@ def test_eviction_by_event_time_and_what_a_very_late_event_then_sees() -> None:
     state = card.CardState()
     for tx in (Tx("a", T0), Tx("b", T0 + 10 * D), Tx("c", T0 + 30 * D + 2 * H)):
         stages.card_stage(state, tx, params)
-    assert state.times == [T0 + 10 * D, T0 + 30 * D + 2 * H]  # a fell out of 30 d + lateness
+    assert list(state.times) == [T0 + 10 * D, T0 + 30 * D + 2 * H]  # a fell out of 30d + lateness
     very_late = Tx("z", T0 + H)
     values, duplicate = stages.card_stage(state, very_late, params)
     out = values.as_dict()

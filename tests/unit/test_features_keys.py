@@ -102,7 +102,7 @@ def test_terminal_state_evicts_payments_and_labels_by_event_time() -> None:
     terminal.add_label(state, Label(T0 + D, "a", T0), params)
     assert "a" in state.frauds
     stages.terminal_stage(state, Tx("b", T0 + 38 * D), False, PaymentFeatureValues(), params)
-    assert state.times == [T0 + 38 * D] and state.frauds == {}
+    assert list(state.times) == [T0 + 38 * D] and state.frauds == {}
     assert terminal.decode(terminal.encode(state)) == state
 
 
