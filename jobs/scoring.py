@@ -4,10 +4,12 @@ Graph::
 
     transactions, labels (Kafka) -> the feature graph of jobs/features.py (validation with dead
         letters, card / device / terminal keyed stages)
-      -> enriched features as rows, with their event time
+      -> enriched features as narrow rows (id, lag stamp, packed features, packed record), with
+         their event time
       -> Table API (rowtime + SOURCE_WATERMARK(): event time and watermarks kept)
-      -> pandas UDF: rules + every champion model (onnxruntime) + ensemble, per Arrow batch
-      -> back to the DataStream API -> DecisionOutputs
+      -> pandas UDF: rules + every champion model (onnxruntime) + ensemble, per Arrow batch;
+         three columns out (packed numbers, reason codes, model version)
+      -> back to the DataStream API -> DecisionOutputs (reads its five fields by position)
       -> decisions (at least once, deterministic decision ids), prediction log (exactly once by
          default), alerts (blocked payments), guardrail alerts (docs/scoring.md, "Guardrails")
       -> windowed analytics of the decided payments (jobs/analytics.py ``attach``; analytics and
@@ -34,7 +36,6 @@ from jobs import features as feature_job
 from jobs.analytics import AnalyticsSinks, attach
 from jobs.entry import run_job_script
 from jobs.env import create_env
-from schemas.feature_set import PAYMENT_FEATURES
 from scoring import registry
 from scoring.guardrails import GuardrailPolicy
 from scoring.scorer import ScoringPolicy
@@ -43,14 +44,15 @@ from udfs.decisions import (
     ALERTS_TAG,
     GUARDRAIL_TAG,
     PREDICTION_LOG_TAG,
+    SCORED_COLUMNS,
     SCORED_TAG,
     DecisionOutputs,
 )
 from udfs.feature_gate import REFUSED_TAG, FeatureRows
-from udfs.feature_rows import COLUMNS, row_type
+from udfs.feature_rows import EVENT_ID, FEATURES, LAG_TIME, RECORD, row_type
 from udfs.guardrails import DecisionGuard
 from udfs.metrics import DeadLetterMetrics
-from udfs.score_udf import RESULT_FIELDS, score_function
+from udfs.score_udf import score_function
 
 JOB_NAME = "riskstream-scoring"
 ROWTIME = "rowtime"
@@ -156,12 +158,15 @@ def build(
     )
     score = score_function(settings.registry, policy(settings), replay_memory(settings))
     alerting = settings.guardrails.enabled and sinks.guardrail_alerts is not None
-    names = list(COLUMNS)
-    features = [col(n) for n in PAYMENT_FEATURES.names]
+    # Lean columns: the UDF reads the id, the lag stamp and the packed features; the packed
+    # record and features ride through to the decision step, which reads its row by position.
     scored = table.select(
-        *[col(n) for n in names],
-        score(col("event_id"), col("computed_time"), *features).alias(SCORE),
-    ).select(*[col(n) for n in names], *[col(SCORE).get(f).alias(f) for f, _ in RESULT_FIELDS])
+        col(RECORD),
+        col(FEATURES),
+        score(col(EVENT_ID), col(LAG_TIME), col(FEATURES)).alias(SCORE),
+    ).select(
+        *[col(c) if c in (RECORD, FEATURES) else col(SCORE).get(c).alias(c) for c in SCORED_COLUMNS]
+    )
     decisions = (
         t_env.to_data_stream(scored)
         .process(

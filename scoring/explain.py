@@ -16,6 +16,7 @@ import numpy.typing as npt
 import onnx
 
 from core.errors import ModelContractError
+from scoring.reasons import top_indices
 
 SCALER_OP, LINEAR_OP = "Scaler", "LinearClassifier"
 FRAUD_CLASS_ROW = 1
@@ -55,9 +56,13 @@ class LinearExplainer:
         """Per-row, per-feature contribution to the fraud log-odds."""
         return (np.asarray(x, dtype=np.float64) - self.offset) * self.weight
 
+    def top_indices(self, x: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.intp]:
+        """Per row, the indices (in :attr:`names`) of the ``k`` features that raised the fraud
+        log-odds most, largest first, -1 where fewer than ``k`` contributions are positive
+        (vectorized, :func:`scoring.reasons.top_indices`)."""
+        return top_indices(self.contributions(x), k)
+
     def top(self, x: npt.NDArray[np.floating[Any]], k: int) -> list[list[str]]:
         """Names of the ``k`` features that raised the fraud log-odds most, per row (positive
-        contributions only)."""
-        contrib = self.contributions(x)
-        order = np.argsort(-contrib, axis=1)[:, :k]
-        return [[self.names[j] for j in row if contrib[i, j] > 0.0] for i, row in enumerate(order)]
+        contributions only; ties go to the earlier feature)."""
+        return [[self.names[j] for j in row if j >= 0] for row in self.top_indices(x, k)]

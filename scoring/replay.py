@@ -52,8 +52,8 @@ class ScoredBatch:
     scores: dict[str, F64]
     probability: F64
     decision: npt.NDArray[np.object_]
-    reasons: list[str]
-    modes: npt.NDArray[np.str_]
+    reasons: npt.NDArray[np.object_]
+    modes: npt.NDArray[np.object_]
     parts: tuple[BatchResult, ...]
     """The result of each group of rows scored together (for the counters)."""
     replayed: int
@@ -65,8 +65,8 @@ def _whole(result: BatchResult, rows: int, replayed: int) -> ScoredBatch:
         dict(result.scores),
         result.probability,
         result.decision,
-        list(result.reasons),
-        np.full(rows, result.mode),
+        result.reasons,
+        np.full(rows, result.mode, dtype=object),
         (result,),
         replayed,
     )
@@ -80,6 +80,8 @@ def score_batch(
     rows = len(features)
     if len(remembered) != rows:
         raise ValueError(f"remembered: expected {rows} modes, found {len(remembered)}")
+    if not any(remembered):  # the usual batch: nothing to replay
+        return _whole(scorer.score(features, lag_ms), rows, 0)
     keys = [m if m in REPLAYABLE else None for m in remembered]
     if all(k is None for k in keys):
         return _whole(scorer.score(features, lag_ms), rows, 0)
@@ -91,7 +93,7 @@ def score_batch(
     scores: dict[str, F64] = {}
     probability = np.empty(rows, dtype=np.float64)
     decision = np.empty(rows, dtype=object)
-    reasons = [""] * rows
+    reasons = np.empty(rows, dtype=object)
     modes = np.empty(rows, dtype=object)
     parts = []
     for key in sorted(groups, key=lambda k: k is not None):  # the live rows first
@@ -103,9 +105,6 @@ def score_batch(
         probability[index] = part.probability
         decision[index] = part.decision
         modes[index] = part.mode
-        for j, i in enumerate(index):
-            reasons[i] = part.reasons[j]
+        reasons[index] = part.reasons
     replayed = rows - len(groups.get(None, ()))
-    return ScoredBatch(
-        scores, probability, decision, reasons, modes.astype(str), tuple(parts), replayed
-    )
+    return ScoredBatch(scores, probability, decision, reasons, modes, tuple(parts), replayed)

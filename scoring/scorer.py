@@ -30,9 +30,11 @@ import numpy.typing as npt
 from core.config import ScoringSettings
 from core.errors import ConfigError
 from scoring import stacking
+from scoring.columns import codes
 from scoring.explain import LinearExplainer
-from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED, REASON_SEPARATOR, SEVERITY
+from scoring.fields import DECISIONS, MODE_FULL, MODE_RULES, MODE_SHED
 from scoring.onnx_io import batch_invariant_score, ensemble_probability
+from scoring.reasons import reason_strings
 from scoring.registry import LoadedModels
 from scoring.thresholds import Thresholds
 
@@ -80,7 +82,8 @@ class BatchResult:
     scores: dict[str, F64]
     probability: F64
     decision: npt.NDArray[np.object_]
-    reasons: list[str]
+    reasons: npt.NDArray[np.object_]
+    """One joined reason-code string per row (:func:`scoring.reasons.reason_strings`)."""
     mode: str
     failed_models: tuple[str, ...] = ()
     """Models that raised or returned NaN on this batch."""
@@ -268,9 +271,10 @@ class Scorer:
         mode: str,
         failed: Sequence[str],
         open_circuits: Sequence[str],
-    ) -> list[str]:
+    ) -> npt.NDArray[np.object_]:
         names = [rule.name for rule in self.models.rules.rules]
-        top = self.explainer.top(x, TOP_FEATURES) if self.explainer is not None else None
+        explainer = self.explainer
+        top = explainer.top_indices(x, TOP_FEATURES) if explainer is not None else None
         extra = (
             [
                 f"degraded:{mode}",
@@ -280,20 +284,13 @@ class Scorer:
             if mode != MODE_FULL
             else []
         )
-        out = []
-        for i in range(len(x)):
-            codes = [f"rule:{names[j]}" for j in np.flatnonzero(fired[i])]
-            if top is not None:
-                codes += [f"feature:{name}" for name in top[i]]
-            out.append(REASON_SEPARATOR.join(codes + extra))
-        return out
+        features = explainer.names if explainer is not None else ()
+        return reason_strings(fired, names, top, features, extra)
 
 
 def _stricter(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
-    """Row-wise the more severe of two decision arrays."""
-    rank_a = np.array([SEVERITY[d] for d in a])
-    rank_b = np.array([SEVERITY[d] for d in b])
-    return np.where(rank_a >= rank_b, a, b)
+    """Row-wise the more severe of two decision arrays (a decision's code is its severity)."""
+    return np.where(codes(a, DECISIONS) >= codes(b, DECISIONS), a, b)
 
 
 def scores_row(result: BatchResult, i: int) -> dict[str, Any]:

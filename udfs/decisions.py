@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -22,10 +22,23 @@ from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import MAX_REASON_CODES, SCHEMA_VERSION, Decision, PredictionLog
 from scoring import stacking
-from scoring.fields import BLOCK, MODE_FULL, SCORE_PREFIX, split_reasons
+from scoring.fields import (
+    BLOCK,
+    DECISIONS,
+    MODE_FULL,
+    MODES,
+    RESULT_COLUMNS,
+    RESULT_LAYOUT,
+    RESULT_VERSION,
+    pack_features,
+    split_reasons,
+    unpack_features,
+    unpack_result,
+)
 from scoring.guardrails import SAFE_MODE_REASON
 from udfs import metrics
 from udfs.analytics.records import ScoredPayment
+from udfs.feature_rows import FEATURES, RECORD, Passthrough, pack_record, unpack_record
 from udfs.guardrails import DecisionGuard, encode_alerts
 
 PREDICTION_LOG_TAG = OutputTag("prediction-log", Types.STRING())
@@ -37,6 +50,12 @@ GUARDRAIL_TAG = OutputTag("guardrail-alerts", Types.STRING())
 DECISION_NAMESPACE = uuid.UUID("6f1c3c55-8e53-4d43-9f61-2f6b5b1c2a10")
 FEATURE_SET_VERSION = f"{PAYMENT_FEATURES.name}.v{PAYMENT_FEATURES.version}"
 _ENCODER = msgspec.json.Encoder()
+_NAMES = PAYMENT_FEATURES.names
+AMOUNT = "amount"
+SCORED_COLUMNS = (RECORD, FEATURES, *RESULT_COLUMNS)
+"""The decision step's input row, in this order: the packed record and features carried through
+the Table API (:mod:`udfs.feature_rows`) and the scoring UDF's three columns
+(:data:`scoring.fields.RESULT_COLUMNS`)."""
 
 
 def decision_id(transaction_id: str, model_version: str) -> str:
@@ -48,12 +67,48 @@ def decision_id(transaction_id: str, model_version: str) -> str:
     return str(uuid.uuid5(DECISION_NAMESPACE, f"{transaction_id}|{model_version}"))
 
 
-def _finite(value: Any) -> float | None:
-    """A score or feature for JSON: NaN or missing becomes null."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+def _finite(value: float) -> float | None:
+    """A score or feature for JSON: NaN or infinite becomes null."""
+    return value if math.isfinite(value) else None
+
+
+def scored_row(
+    record: Passthrough,
+    features: Sequence[float],
+    *,
+    probability: float,
+    scores: Sequence[float],
+    decision: str,
+    mode: str,
+    reasons: str,
+    model_version: str,
+) -> Row:
+    """A row of :data:`SCORED_COLUMNS` as the job hands it to :class:`DecisionOutputs` (the
+    packing of :mod:`udfs.feature_rows` and :mod:`scoring.columns`, one row at a time; for tests
+    and tools)."""
+    result = RESULT_LAYOUT.pack(
+        probability, *scores, DECISIONS.index(decision), MODES.index(mode), RESULT_VERSION
+    )
+    return Row(pack_record(record), pack_features(features), result, reasons, model_version)
+
+
+def _amount(features: dict[str, float | None]) -> float:
+    amount = features[AMOUNT]
+    return math.nan if amount is None else amount
+
+
+def feature_values(blob: bytes) -> dict[str, float | None]:
+    """Feature name -> value of a packed feature vector, NaN or infinite as None (for JSON).
+
+    >>> from scoring.fields import pack_features
+    >>> values = feature_values(pack_features([float("nan")] + [1.0] * (len(_NAMES) - 1)))
+    >>> values[_NAMES[0]], values[_NAMES[1]]
+    (None, 1.0)
+    """
+    values = unpack_features(blob)
+    if all(map(math.isfinite, values)):
+        return dict(zip(_NAMES, values, strict=True))
+    return dict(zip(_NAMES, map(_finite, values), strict=True))
 
 
 class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
@@ -84,32 +139,33 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             self.guard.open(runtime_context)
 
     def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        """Emit the outputs of one payment."""
+        """Emit the outputs of one payment (a row of :data:`SCORED_COLUMNS`, read by position)."""
         now = int(time.time() * 1000)
-        tx_id = row["event_id"]
-        version = row["model_version"]
+        record_blob, features_blob, result_blob, reason_text, version = row
+        record = unpack_record(record_blob)
+        probability, scores, model_decision, mode = unpack_result(result_blob)
+        tx_id = record.event_id
         ident = decision_id(tx_id, version)
-        mode = row["mode"]
-        reasons = split_reasons(row["reasons"])[:MAX_REASON_CODES]
-        probability = min(max(float(row["probability"]), 0.0), 1.0)
-        received = int(row["computed_time"])
-        features = {name: _finite(row[name]) for name in PAYMENT_FEATURES.names}
+        reasons = split_reasons(reason_text)[:MAX_REASON_CODES]
+        probability = min(max(probability, 0.0), 1.0)
+        received = record.computed_time
+        features = feature_values(features_blob)
         verdict = None
         if self.guard is not None:
-            verdict = self.guard.check(int(row["event_time"]), version, row["decision"], features)
+            verdict = self.guard.check(record.event_time, version, model_decision, features)
             if verdict.safe_mode:
                 reasons = [SAFE_MODE_REASON, *reasons][:MAX_REASON_CODES]
         decision = Decision(
             event_id=ident,
-            event_time=int(row["event_time"]),
+            event_time=record.event_time,
             schema_version=SCHEMA_VERSION,
             source=self.source_name,
-            correlation_id=row["correlation_id"],
+            correlation_id=record.correlation_id,
             decision_id=ident,
             transaction_id=tx_id,
-            transaction_time=int(row["event_time"]),
-            card_id=row["card_id"],
-            decision=row["decision"] if verdict is None else verdict.decision,
+            transaction_time=record.event_time,
+            card_id=record.card_id,
+            decision=model_decision if verdict is None else verdict.decision,
             score=probability,
             reason_codes=reasons,
             model_version=version,
@@ -117,7 +173,7 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             degraded=mode != MODE_FULL or (verdict is not None and verdict.safe_mode),
             received_time=received,
             processing_latency_ms=max(now - received, 0),
-            event_latency_ms=now - int(row["event_time"]),
+            event_latency_ms=now - record.event_time,
             out_of_range_features=None if verdict is None else verdict.out_of_range,
         )
         decision_json = _ENCODER.encode(decision).decode()
@@ -142,12 +198,12 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             degraded=decision.degraded,
             latency_ms=decision.processing_latency_ms,
             decision_id=ident,
-            model_scores={m: _finite(row[SCORE_PREFIX + m]) for m in stacking.STACKED},
+            model_scores=dict(zip(stacking.STACKED, map(_finite, scores), strict=True)),
             reason_codes=reasons,
             degraded_mode=mode,
-            watermark_lag_ms=int(row["watermark_lag_ms"]),
-            late=bool(row["late"]),
-            duplicate=bool(row["duplicate"]),
+            watermark_lag_ms=record.watermark_lag_ms,
+            late=record.late,
+            duplicate=record.duplicate,
         )
         yield PREDICTION_LOG_TAG, _ENCODER.encode(log).decode()
         if decision.decision == BLOCK:
@@ -162,9 +218,9 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             ScoredPayment(
                 tx_id,
                 decision.event_time,
-                row["merchant_id"],
-                row["mcc"],
-                float(row["amount"]),
+                record.merchant_id,
+                record.mcc,
+                _amount(features),
                 decision.decision,
                 probability,
             ),

@@ -66,12 +66,17 @@ class FeatureRows(ProcessFunction):  # type: ignore[misc]
         self.source = source
         self.max_bytes = max_bytes
 
-    def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        """The row of ``value``, or its dead letter when its hash or its JSON is wrong."""
+    def process_element(
+        self, value: str | bytes | EnrichedFeatures, ctx: ProcessFunction.Context
+    ) -> Iterator[Any]:
+        """The row of ``value``, or its dead letter when its hash or its JSON is wrong.
+
+        ``value`` is the enriched record's JSON, or the record itself when the feature stage
+        hands it over as a structure (then nothing is decoded here)."""
         record: EnrichedFeatures | None = None
         field: str | None = None
         try:
-            record = output.decode(value)
+            record = value if isinstance(value, EnrichedFeatures) else output.decode(value)
             reason = hash_mismatch(record.feature_set_hash, self.expected_hash, self.model_version)
             if reason is None:
                 yield record_row(record)
@@ -82,7 +87,7 @@ class FeatureRows(ProcessFunction):  # type: ignore[misc]
         yield (
             REFUSED_TAG,
             dead_letter_json(
-                value,
+                output.encode(value).decode() if isinstance(value, EnrichedFeatures) else value,
                 record_type=RECORD_TYPE,
                 reason=reason,
                 field=field,

@@ -1,18 +1,19 @@
 """The vectorized (pandas/Arrow) scoring UDF: one onnxruntime call per model per Arrow batch.
 
 Models are loaded once per worker in ``open()`` from the registry (checksums and the feature-set
-contract verified); each ``eval`` gets a batch of feature columns and returns one struct per row:
-every model's score, the ensemble probability, the decision, its reason codes and whether it was
-decided in a degraded mode (:mod:`scoring.scorer`). A payment the job already decided before a
-failure (remembered from the decisions topic, :mod:`udfs.decision_memory`) is scored in the mode
-it was first scored in (:mod:`scoring.replay`). Counters go to Flink's metric system.
+contract verified); each ``eval`` gets a batch of packed feature vectors (one BYTES column,
+:mod:`scoring.columns`) and returns three columns per row (:data:`scoring.fields.RESULT_COLUMNS`):
+the packed numbers (ensemble probability, every model's score, decision and degraded mode), the
+joined reason codes and the model version (:mod:`scoring.scorer`). A payment the job already
+decided before a failure (remembered from the decisions topic, :mod:`udfs.decision_memory`) is
+scored in the mode it was first scored in (:mod:`scoring.replay`). Counters go to Flink's metric
+system.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +23,27 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from scoring import stacking
+from scoring.columns import codes, features_matrix, pack_results
 from scoring.explain import LinearExplainer
-from scoring.fields import APPROVE, BLOCK, MODE_SHED, RESULT_NAMES, SCORE_PREFIX, STEP_UP
+from scoring.fields import DECISIONS, MODE_SHED, RESULT_COLUMNS
 from scoring.registry import load_champion
 from scoring.replay import score_batch
 from scoring.scorer import Scorer, ScoringPolicy
 from udfs import decision_memory, metrics
 from udfs.decision_memory import DecisionMemory, MemorySource
 
-_STRINGS = {"decision", "mode", "reasons", "model_version"}
 RESULT_FIELDS = tuple(
-    (name, DataTypes.STRING() if name in _STRINGS else DataTypes.DOUBLE()) for name in RESULT_NAMES
+    zip(RESULT_COLUMNS, (DataTypes.BYTES(), DataTypes.STRING(), DataTypes.STRING()), strict=True)
 )
 LOG = logging.getLogger(__name__)
 RESULT_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in RESULT_FIELDS])
 
 
 class ScoreBatch(ScalarFunction):  # type: ignore[misc]
-    """Scores Arrow batches: ``eval(event_id, computed_time, *features)``, features in
-    ``PAYMENT_FEATURES`` order; ``memory`` says where published decisions are read back from."""
+    """Scores Arrow batches: ``eval(event_id, computed_time, features)``, ``features`` packed
+    (:func:`scoring.columns.features_matrix`; one DOUBLE column per feature in
+    ``PAYMENT_FEATURES`` order also works); ``memory`` says where published decisions are read
+    back from."""
 
     def __init__(
         self, registry_dir: str, policy: ScoringPolicy, memory: MemorySource | None = None
@@ -73,7 +76,7 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
             self._counters[name] = group.counter(name)
         root = function_context.get_metric_group()
         self._decisions = metrics.LabelledCounters(
-            root, metrics.DECISIONS, metrics.LABEL_DECISION, fixed=(APPROVE, STEP_UP, BLOCK)
+            root, metrics.DECISIONS, metrics.LABEL_DECISION, fixed=DECISIONS
         )
         # Process mode (pandas UDF): the callback runs in this worker; Java keeps the value.
         root.add_group(metrics.GROUP).gauge(metrics.BREAKER_OPEN, lambda: self._open_circuits)
@@ -85,8 +88,11 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         scorer = self._scorer
         if scorer is None:
             raise RuntimeError("ScoreBatch.eval called before open()")
-        x = np.column_stack([f.to_numpy(dtype=np.float64) for f in features])
-        lag_ms = time.time() * 1000.0 - float(computed_time.min())
+        if len(features) == 1:
+            x = features_matrix(features[0].to_numpy())
+        else:
+            x = np.column_stack([f.to_numpy(dtype=np.float64) for f in features])
+        lag_ms = time.time() * 1000.0 - float(computed_time.min())  # the lag that drives shedding
         remembered = self._published.modes(event_id.tolist(), scorer.models.version)
         result = score_batch(scorer, x, lag_ms, remembered)
         rows = len(x)
@@ -102,23 +108,19 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         if result.replayed:
             self._counters["replayedRows"].inc(result.replayed)
         if self._decisions is not None:
-            for outcome, count in Counter(result.decision.tolist()).items():
-                self._decisions.inc(str(outcome), count)
-        frame = {
-            "probability": result.probability,
-            "decision": result.decision.astype(str),
-            "mode": result.modes,
-            "reasons": result.reasons,
-            "model_version": np.full(rows, scorer.models.version),
-        }
-        for name in stacking.STACKED:
-            frame[SCORE_PREFIX + name] = result.scores[name]
-        return pd.DataFrame(frame)
+            counts = np.bincount(codes(result.decision, DECISIONS), minlength=len(DECISIONS))
+            for outcome, count in zip(DECISIONS, counts.tolist(), strict=True):
+                if count:
+                    self._decisions.inc(outcome, count)
+        packed = pack_results(result.probability, result.scores, result.decision, result.modes)
+        version = np.full(rows, scorer.models.version, dtype=object)
+        columns = (packed, result.reasons, version)
+        return pd.DataFrame(dict(zip(RESULT_COLUMNS, columns, strict=True)))
 
 
 def score_function(
     registry: Path, policy: ScoringPolicy, memory: MemorySource | None = None
 ) -> Any:
-    """The pandas UDF over ``event_id``, ``computed_time`` and every feature column."""
+    """The pandas UDF over ``event_id``, ``computed_time`` and the packed ``features`` column."""
     function = ScoreBatch(str(registry), policy, memory)
     return udf(function, result_type=RESULT_TYPE, func_type="pandas")

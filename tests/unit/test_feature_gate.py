@@ -12,8 +12,9 @@ from features import output
 from features.output import FEATURE_SET_HASH, EnrichedFeatures
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.records import DeadLetter
+from scoring.fields import unpack_features
 from udfs.feature_gate import HASH_FIELD, REFUSED_TAG, FeatureRows, hash_mismatch
-from udfs.feature_rows import COLUMNS
+from udfs.feature_rows import COLUMNS, unpack_record
 
 OTHER_HASH = "0" * 64
 
@@ -56,7 +57,23 @@ def test_a_matching_record_becomes_its_row() -> None:
     (row,) = list(_gate().process_element(output.encode(_record()).decode(), None))
     assert isinstance(row, Row)
     assert len(row) == len(COLUMNS)
-    assert row[0] == "tx-1" and row[len(COLUMNS) - 1] == 1.5
+    event_id, lag_time, features, record = row
+    assert (event_id, lag_time) == ("tx-1", _record().computed_time)
+    assert unpack_features(features) == (1.5,) * len(PAYMENT_FEATURES.names)
+    passthrough = unpack_record(record)
+    assert passthrough.event_time == _record().event_time and passthrough.mcc == "5411"
+    assert passthrough.watermark_lag_ms == 3 and not passthrough.late
+
+
+def test_a_structured_record_is_not_decoded_again() -> None:
+    """The feature stage may hand the record itself over: the same row, no JSON in between."""
+    (row,) = list(_gate().process_element(_record(), None))
+    (from_json,) = list(_gate().process_element(output.encode(_record()).decode(), None))
+    assert tuple(row) == tuple(from_json)
+    ((tag, letter_json),) = list(_gate().process_element(_record(OTHER_HASH), None))
+    assert tag is REFUSED_TAG
+    letter = msgspec.json.decode(letter_json, type=DeadLetter)
+    assert json.loads(letter.payload or "")["feature_set_hash"] == OTHER_HASH
 
 
 def test_a_record_of_another_hash_is_a_dead_letter_with_reason_and_field() -> None:

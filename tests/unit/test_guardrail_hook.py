@@ -11,14 +11,21 @@ from typing import Any
 
 import cloudpickle  # type: ignore[import-untyped]
 import pytest
+from pyflink.common import Row
 
 from schemas.feature_set import PAYMENT_FEATURES
 from schemas.validation import decode
 from scoring import stacking
-from scoring.fields import SCORE_PREFIX
 from scoring.guardrails import SAFE_MODE_REASON, GuardrailPolicy, read_limits
 from udfs import metrics
-from udfs.decisions import ALERTS_TAG, GUARDRAIL_TAG, PREDICTION_LOG_TAG, DecisionOutputs
+from udfs.decisions import (
+    ALERTS_TAG,
+    GUARDRAIL_TAG,
+    PREDICTION_LOG_TAG,
+    DecisionOutputs,
+    scored_row,
+)
+from udfs.feature_rows import Passthrough
 from udfs.guardrails import DecisionGuard
 
 MINUTE = 60_000
@@ -63,27 +70,20 @@ class Context:
         return 0
 
 
-def _row(event_time: int, decision: str, features: dict[str, float]) -> dict[str, Any]:
-    return {
-        "event_id": f"tx-{event_time}",
-        "event_time": event_time,
-        "computed_time": event_time,
-        "correlation_id": "c-1",
-        "card_id": "card-1",
-        "merchant_id": "m-1",
-        "mcc": "5411",
-        "amount": features["amount"],
-        "model_version": "v0001",
-        "mode": "full",
-        "reasons": "rule:large_amount",
-        "probability": 0.9 if decision == "block" else 0.01,
-        "decision": decision,
-        "watermark_lag_ms": 3,
-        "late": False,
-        "duplicate": False,
-        **features,
-        **{SCORE_PREFIX + name: 0.5 for name in stacking.STACKED},
-    }
+def _row(event_time: int, decision: str, features: dict[str, float]) -> Row:
+    record = Passthrough(
+        f"tx-{event_time}", event_time, "c-1", "card-1", "m-1", "5411", False, False, 3, event_time
+    )
+    return scored_row(
+        record,
+        [features[name] for name in PAYMENT_FEATURES.names],
+        probability=0.9 if decision == "block" else 0.01,
+        scores=[0.5] * len(stacking.STACKED),
+        decision=decision,
+        mode="full",
+        reasons="rule:large_amount",
+        model_version="v0001",
+    )
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def _result(decisions: list[str], mode: str = MODE_FULL) -> BatchResult:
         scores=scores,
         probability=np.array([0.1, 1.5][:n]),
         decision=np.array(decisions, dtype=object),
-        reasons=["rule:large_amount;feature:amount"] * n,
+        reasons=np.array(["rule:large_amount;feature:amount"] * n, dtype=object),
         mode=mode,
     )
 

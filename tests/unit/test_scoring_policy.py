@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pyflink.common import Row
 
 from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
@@ -150,31 +151,25 @@ def test_registry_keeps_verified_bytes(
         assert sha256(data) == loaded.card["models"][name]["sha256"]
 
 
-def _scored_row(decision: str) -> dict[str, Any]:
+def _scored_row(decision: str) -> Row:
     """A row as the scoring UDF hands it to DecisionOutputs."""
-    from scoring.fields import SCORE_PREFIX
+    from udfs.decisions import scored_row
+    from udfs.feature_rows import Passthrough
 
     now = int(time.time() * 1000)
-    return {
-        "event_id": "tx-1",
-        "event_time": now - 50,
-        "computed_time": now - 10,
-        "correlation_id": "c-1",
-        "card_id": "card-1",
-        "merchant_id": "m-1",
-        "mcc": "5411",
-        "amount": 12.5,
-        "model_version": "v0001",
-        "mode": MODE_FULL,
-        "reasons": "",
-        "probability": 0.9,
-        "decision": decision,
-        "watermark_lag_ms": 3,
-        "late": False,
-        "duplicate": False,
-        **{name: 1.0 for name in PAYMENT_FEATURES.names},
-        **{SCORE_PREFIX + name: 0.5 for name in stacking.STACKED},
-    }
+    record = Passthrough(
+        "tx-1", now - 50, "c-1", "card-1", "m-1", "5411", False, False, 3, now - 10
+    )
+    return scored_row(
+        record,
+        [1.0] * len(PAYMENT_FEATURES.names),
+        probability=0.9,
+        scores=[0.5] * len(stacking.STACKED),
+        decision=decision,
+        mode=MODE_FULL,
+        reasons="",
+        model_version="v0001",
+    )
 
 
 @pytest.mark.parametrize("analytics", [True, False])
