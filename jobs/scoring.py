@@ -155,7 +155,7 @@ def build(
     features = [col(n) for n in PAYMENT_FEATURES.names]
     scored = table.select(
         *[col(n) for n in names],
-        score(col("event_id"), col("computed_time"), *features).alias(SCORE),
+        score(col("event_id"), col("ingest_time"), *features).alias(SCORE),
     ).select(*[col(n) for n in names], *[col(SCORE).get(f).alias(f) for f, _ in RESULT_FIELDS])
     decisions = (
         t_env.to_data_stream(scored)

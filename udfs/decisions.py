@@ -92,7 +92,8 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         mode = row["mode"]
         reasons = split_reasons(row["reasons"])[:MAX_REASON_CODES]
         probability = min(max(float(row["probability"]), 0.0), 1.0)
-        received = int(row["computed_time"])
+        received = int(row["ingest_time"])  # the job read the payment (validate step)
+        features_done = int(row["computed_time"])
         features = {name: _finite(row[name]) for name in PAYMENT_FEATURES.names}
         verdict = None
         if self.guard is not None:
@@ -121,8 +122,8 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             out_of_range_features=None if verdict is None else verdict.out_of_range,
         )
         decision_json = _ENCODER.encode(decision).decode()
-        self._latency.update(metrics.STAGE_FEATURES, received - decision.event_time)
-        self._latency.update(metrics.STAGE_SCORE, decision.processing_latency_ms)
+        self._latency.update(metrics.STAGE_FEATURES, features_done - decision.event_time)
+        self._latency.update(metrics.STAGE_SCORE, max(now - features_done, 0))
         self._latency.update(metrics.STAGE_TOTAL, decision.event_latency_ms)
         yield decision_json
         log = PredictionLog(

@@ -24,6 +24,7 @@ PASSTHROUGH = (
     ("late", Types.BOOLEAN()),
     ("watermark_lag_ms", Types.LONG()),
     ("computed_time", Types.LONG()),
+    ("ingest_time", Types.LONG()),
 )
 COLUMNS = tuple(n for n, _ in PASSTHROUGH) + PAYMENT_FEATURES.names
 
@@ -54,5 +55,6 @@ def record_row(record: output.EnrichedFeatures) -> Row:
         record.late,
         record.watermark_lag_ms,
         record.computed_time,
+        output.ingest_time(record),
         *[float(values[name]) for name in PAYMENT_FEATURES.names],
     )

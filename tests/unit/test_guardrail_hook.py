@@ -67,6 +67,7 @@ def _row(event_time: int, decision: str, features: dict[str, float]) -> dict[str
     return {
         "event_id": f"tx-{event_time}",
         "event_time": event_time,
+        "ingest_time": event_time,
         "computed_time": event_time,
         "correlation_id": "c-1",
         "card_id": "card-1",

@@ -158,6 +158,7 @@ def _scored_row(decision: str) -> dict[str, Any]:
     return {
         "event_id": "tx-1",
         "event_time": now - 50,
+        "ingest_time": now - 30,
         "computed_time": now - 10,
         "correlation_id": "c-1",
         "card_id": "card-1",
