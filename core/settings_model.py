@@ -684,8 +684,9 @@ class ScoringSettings(Section):
     data whose profile is not recorded, or with an unstable block threshold
     (training.min_block_tail), unless --force (docs/training.md)."""
     latency_budget_ms: Positive = 100
-    """Processing lag (wall clock minus the time the job started on the payment) above which the
-    job sheds load: only the rules and fast_models run, decisions are marked degraded."""
+    """Processing lag (wall clock minus the time the job read the payment: its ingestion stamp,
+    so the queues in front of the feature stages count) above which the job sheds load: only the
+    rules and fast_models run, decisions are marked degraded."""
     recover_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
     """Full scoring resumes once the lag is below recover_ratio x latency_budget_ms."""
     fast_models: Annotated[tuple[ModelName, ...], NoDecode] = ("logistic_regression",)
