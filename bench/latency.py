@@ -40,7 +40,7 @@ from riskstream.demo import ensure_champion
 from riskstream.infra.rest import FlinkRest
 from riskstream.jobrunner import write_settings
 from riskstream.live import DecisionWatcher, LiveFeed, live_topics
-from training.simulator.generate import simulate
+from training.simulator.generate import Simulation, simulate
 
 RATES = (200, 2_000, 5_000)  # 200/s: an unsaturated job; 2,000 and 5,000/s: the issue's targets
 TUNING_RATES = (200, 2_000)
@@ -65,9 +65,6 @@ TUNING: dict[str, dict[str, dict[str, Any]]] = {
         "flink": {"bundle_time_ms": 20},
         "features": {"buffer_timeout_ms": 20},
         "scoring": {"bundle_time_ms": 20},
-    },
-    "small batches (bundle and Arrow batch 100)": {
-        "flink": {"bundle_size": 100, "arrow_batch_size": 100},
     },
 }
 """Variants of ``--tune``: settings overrides on top of the project's defaults."""
@@ -119,14 +116,17 @@ def settings_of(settings: Settings) -> dict[str, Any]:
 
 
 def measure(
-    base: Settings, rate: int, measure_s: float = MEASURE_S, label: str = "defaults"
+    base: Settings,
+    sim: Simulation,
+    rate: int,
+    measure_s: float = MEASURE_S,
+    label: str = "defaults",
 ) -> dict[str, Any]:
-    """Latencies at one rate (a fresh job and fresh topics)."""
+    """Latencies at one rate, streaming ``sim`` (a fresh job and fresh topics)."""
     load_start = load_1m()
     settings = live_topics(base, f"lat{rate}-{int(time.time())}")
     job, rest, job_id = _start_job(settings, f"lat{rate}")
     try:
-        sim = simulate(replace(base.simulator, **TRAFFIC))
         feed = LiveFeed(settings, sim, rate)
         watcher = DecisionWatcher(settings, feed)
         watcher.start()
@@ -231,12 +231,13 @@ def main(argv: list[str] | None = None) -> None:
     with bench_settings("latency") as defaults, private_broker(defaults):
         base = with_overrides(defaults, **overrides) if overrides else defaults
         ensure_champion(base)
+        sim = simulate(replace(base.simulator, **TRAFFIC))  # the same payments for every run
         results = []
         variants = TUNING if args.tune else {"defaults" if not overrides else "--set": {}}
         for label, variant in variants.items():
             settings = with_overrides(base, **variant) if variant else base
             for rate in rates:
-                results.append(measure(settings, rate, seconds, label))
+                results.append(measure(settings, sim, rate, seconds, label))
                 _print(results[-1:])
         _print(results)
         if diagnostic:
