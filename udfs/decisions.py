@@ -148,7 +148,8 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         ident = decision_id(tx_id, version)
         reasons = split_reasons(reason_text)[:MAX_REASON_CODES]
         probability = min(max(probability, 0.0), 1.0)
-        received = record.computed_time
+        received = record.ingest_time  # the job read the payment (validate step)
+        features_done = record.computed_time
         features = feature_values(features_blob)
         verdict = None
         if self.guard is not None:
@@ -177,8 +178,8 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
             out_of_range_features=None if verdict is None else verdict.out_of_range,
         )
         decision_json = _ENCODER.encode(decision).decode()
-        self._latency.update(metrics.STAGE_FEATURES, received - decision.event_time)
-        self._latency.update(metrics.STAGE_SCORE, decision.processing_latency_ms)
+        self._latency.update(metrics.STAGE_FEATURES, features_done - decision.event_time)
+        self._latency.update(metrics.STAGE_SCORE, max(now - features_done, 0))
         self._latency.update(metrics.STAGE_TOTAL, decision.event_latency_ms)
         yield decision_json
         log = PredictionLog(

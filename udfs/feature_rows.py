@@ -3,7 +3,7 @@
 Every field of a row crossing between the DataStream and Table APIs is converted one by one (about
 0.3 us a field in thread mode, and a 53-field row was the widest part of the scoring job), so the
 row is four fields: the two the scoring UDF reads (``event_id`` for the replay memory,
-``computed_time`` for the lag), the feature vector packed in one BYTES value
+``ingest_time``, the ingestion stamp, for the lag), the feature vector packed in one BYTES value
 (:data:`scoring.fields.FEATURES_LAYOUT`) and the rest of the record the decision step needs,
 packed in one BYTES value (:class:`Passthrough`, msgpack). The Table API only carries the two
 BYTES values through; the decision step unpacks them.
@@ -22,8 +22,9 @@ from features import output
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring.fields import pack_features
 
-EVENT_ID, LAG_TIME, FEATURES, RECORD = "event_id", "computed_time", "features", "record"
-"""Columns of the row: the payment's id, the wall-clock stamp the shedding lag is measured from,
+EVENT_ID, LAG_TIME, FEATURES, RECORD = "event_id", "ingest_time", "features", "record"
+"""Columns of the row: the payment's id, the wall-clock stamp the shedding lag is measured from
+(the ingestion stamp),
 the packed features and the packed :class:`Passthrough`."""
 COLUMNS = (EVENT_ID, LAG_TIME, FEATURES, RECORD)
 
@@ -41,6 +42,7 @@ class Passthrough(msgspec.Struct, frozen=True, array_like=True):
     late: bool
     watermark_lag_ms: int
     computed_time: int
+    ingest_time: int
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -73,10 +75,11 @@ def record_row(record: output.EnrichedFeatures) -> Row:
         record.late,
         record.watermark_lag_ms,
         record.computed_time,
+        output.ingest_time(record),
     )
     return Row(
         record.event_id,
-        record.computed_time,
+        passthrough.ingest_time,
         pack_features([values[name] for name in PAYMENT_FEATURES.names]),
         pack_record(passthrough),
     )

@@ -4,8 +4,10 @@ Each stage holds ONE msgpack blob per key in a ValueState (one get and at most o
 and calls its per-stage entry point in :mod:`features.stages`, the one the Python driver
 (:mod:`features.compute`) calls, so the stream and the driver compute the same features. Records
 between stages are ``(transaction, feature values struct, duplicate, late, watermark_lag_ms)``
-tuples; the terminal stage emits the enriched-features JSON. Keys idle for
-``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
+tuples, the transaction being the validate step's :class:`~schemas.records.IngestedTransaction`,
+whose ``ingest_time`` passes through untouched (the feature logic never reads it); the terminal
+stage emits the enriched-features JSON with it and the time the features were complete. Keys idle
+for ``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
 TTL), so a replay of history evicts exactly like the live run.
 """
 
@@ -21,7 +23,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 from features import card, device, output, stages, terminal
 from features.params import FeatureParams, cleanup_timer, is_late
 from schemas.feature_set import MS_PER_DAY, FeatureValues
-from schemas.records import Label, Transaction
+from schemas.records import Label, Transaction, ingest_time_of
 from udfs.ingest import now_ms
 from udfs.java_gauge import JavaGauge
 
@@ -192,13 +194,15 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
         if stages.terminal_stage(state, tx, duplicate, values, self.params):
             self._state.update(terminal.encode(state))
             self._timer(ctx, old_clock, state.clock)
+        computed = now_ms()
         enriched = output.build(
             tx,
             values=values,
             duplicate=duplicate,
             late=late,
             watermark_lag_ms=lag,
-            computed_time=now_ms(),
+            computed_time=computed,
+            ingest_time=ingest_time_of(tx, computed),
         )
         yield output.encode(enriched).decode()
 

@@ -4,7 +4,9 @@ Every record either becomes a typed record (``schemas.records.Transaction`` or `
 ``DeadLetter`` JSON on the side output: nothing is dropped silently and nothing a producer sends
 can fail the operator. The Kafka sources deliver ``Row(value, partition, offset, rowtime)`` with
 the value as raw bytes (``None`` for a tombstone) and the Kafka record timestamp as the stream
-timestamp (:mod:`jobs.features`); a file replay (the backfill) delivers the payload text.
+timestamp (:mod:`jobs.features`); a file replay (the backfill) delivers the payload text. A valid
+payment is stamped with its ingestion time (``IngestedTransaction.ingest_time``, the wall clock
+when it was validated), from which the job measures its latencies and load-shedding lag.
 
 A dead letter keeps the original bytes (UTF-8 text, or base64 when they are not valid UTF-8), their
 size and SHA-256, the source topic, partition, offset and record timestamp; a payload too large
@@ -34,6 +36,8 @@ from schemas.records import (
     MAX_FIELD_PATH_LENGTH,
     MAX_REASON_LENGTH,
     DeadLetter,
+    IngestedTransaction,
+    Transaction,
 )
 from schemas.validation import RecordSchemaError, decode
 from udfs import metrics
@@ -173,6 +177,10 @@ def dead_letter_json(
 class ValidateRecords(ProcessFunction):  # type: ignore[misc]
     """Decode one contract (``transaction`` or ``label``); emit records, dead-letter the rest.
 
+    A valid payment leaves as an :class:`~schemas.records.IngestedTransaction` stamped with the
+    processing time it was read and validated (``ingest_time``, the start of every latency the
+    job reports); labels leave as they are.
+
     Input: a Kafka ``Row(value bytes|None, partition, offset, rowtime)`` or the payload text of
     a file replay. Nothing raised by a payload escapes this function.
     """
@@ -198,9 +206,10 @@ class ValidateRecords(ProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
         """Yield the decoded record, or ``(DEAD_LETTER_TAG, json)``."""
         self._events_in.inc()
+        received = now_ms()  # the ingestion time
         stamp = ctx.timestamp()
         if stamp is not None and stamp > 0:  # no timestamp: None or Long.MIN_VALUE
-            self._latency.update(metrics.STAGE_INGEST, now_ms() - stamp)
+            self._latency.update(metrics.STAGE_INGEST, received - stamp)
         if isinstance(value, str):
             payload: bytes | str | None = value
             partition = offset = UNKNOWN_POSITION
@@ -225,9 +234,13 @@ class ValidateRecords(ProcessFunction):  # type: ignore[misc]
             why = f"undecodable: {type(exc).__name__}: {exc}"
             yield DEAD_LETTER_TAG, self._letter(payload, why, None, ctx, position)
             return
-        reason = self._time_problem(record.event_time, now_ms())
+        reason = self._time_problem(record.event_time, received)
         if reason is not None:
             yield DEAD_LETTER_TAG, self._letter(payload, reason, "$.event_time", ctx, position)
+            return
+        if isinstance(record, Transaction):
+            # The ingestion stamp: every latency and the load-shedding lag start here.
+            yield IngestedTransaction.stamp(record, received)
             return
         yield record
 

@@ -40,7 +40,7 @@ RESULT_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in RESUL
 
 
 class ScoreBatch(ScalarFunction):  # type: ignore[misc]
-    """Scores Arrow batches: ``eval(event_id, computed_time, features)``, ``features`` packed
+    """Scores Arrow batches: ``eval(event_id, ingest_time, features)``, ``features`` packed
     (:func:`scoring.columns.features_matrix`; one DOUBLE column per feature in
     ``PAYMENT_FEATURES`` order also works); ``memory`` says where published decisions are read
     back from."""
@@ -82,9 +82,11 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
         root.add_group(metrics.GROUP).gauge(metrics.BREAKER_OPEN, lambda: self._open_circuits)
 
     def eval(
-        self, event_id: pd.Series, computed_time: pd.Series, *features: pd.Series
+        self, event_id: pd.Series, ingest_time: pd.Series, *features: pd.Series
     ) -> pd.DataFrame:
-        """Score one batch; the lag that drives load shedding is measured on its oldest row."""
+        """Score one batch; the lag that drives load shedding is measured on its oldest row,
+        from the time the job read it (``ingest_time``: the queues in front of the feature
+        stages count)."""
         scorer = self._scorer
         if scorer is None:
             raise RuntimeError("ScoreBatch.eval called before open()")
@@ -92,7 +94,7 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
             x = features_matrix(features[0].to_numpy())
         else:
             x = np.column_stack([f.to_numpy(dtype=np.float64) for f in features])
-        lag_ms = time.time() * 1000.0 - float(computed_time.min())  # the lag that drives shedding
+        lag_ms = time.time() * 1000.0 - float(ingest_time.min())  # the lag that drives shedding
         remembered = self._published.modes(event_id.tolist(), scorer.models.version)
         result = score_batch(scorer, x, lag_ms, remembered)
         rows = len(x)
@@ -121,6 +123,6 @@ class ScoreBatch(ScalarFunction):  # type: ignore[misc]
 def score_function(
     registry: Path, policy: ScoringPolicy, memory: MemorySource | None = None
 ) -> Any:
-    """The pandas UDF over ``event_id``, ``computed_time`` and the packed ``features`` column."""
+    """The pandas UDF over ``event_id``, ``ingest_time`` and the packed ``features`` column."""
     function = ScoreBatch(str(registry), policy, memory)
     return udf(function, result_type=RESULT_TYPE, func_type="pandas")

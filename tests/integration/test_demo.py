@@ -85,6 +85,15 @@ def test_the_demo_tells_the_truth(
     assert "live since" in out
     assert "(configured 0.20%" in out
     assert "precision of blocks" in out
+    # latency from ingestion (issue 16 items 4 and 8): each payment's decision is appended after
+    # the job read it, which is after the feed sent it, so ingestion -> decision <= end to end
+    assert 0 < result.ingest_p50_ms <= result.ingest_p99_ms
+    assert result.ingest_p50_ms <= result.p50_ms and result.ingest_p99_ms <= result.p99_ms
+    assert f"latency ingestion -> decision p50 {result.ingest_p50_ms:,.0f} ms" in out
+    assert f"p99 {result.ingest_p99_ms:,.0f} ms;  end to end" in out
+    assert result.live_payments > 0 and result.backlog <= 0.05 * result.live_payments
+    assert "saturated" not in out
+    assert result.decided_per_s >= 0.7 * settings.demo.rate
     # the run report of the demo's topics (issue 15 item 3; the browser check: test_report.py)
     assert result.report is not None and result.report.is_file()
     assert f"demo: report {result.report}" in out

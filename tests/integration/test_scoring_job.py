@@ -53,6 +53,7 @@ ROLES = {
     "alerts": 1,
     "analytics": 1,
     "late_events": 1,
+    "features": 1,
 }
 NO_SHEDDING_MS = 3_600_000
 ALWAYS_SHED_MS = 1
@@ -130,7 +131,9 @@ def healthy(
     tmp = tmp_path_factory.mktemp("scoring")
     models = fresh_champion(tmp)
     _lower_thresholds(models, tiny_run)
-    settings = _settings(kafka_settings, tmp, models, latency_budget_ms=NO_SHEDDING_MS)
+    settings = _settings(
+        kafka_settings, tmp, models, latency_budget_ms=NO_SHEDDING_MS, write_features=True
+    )
     _simulate(settings, tmp)
     yield settings, _run(settings)
 
@@ -160,6 +163,38 @@ def test_every_valid_transaction_gets_exactly_one_decision(
     assert len(rejected) == invalid
     assert all(d["reason"] for d in rejected)
     assert not [d for d in out["dead_letter"] if d["record_type"] == "features"]  # hash matches
+
+
+def test_latencies_start_when_the_job_read_the_payment(
+    healthy: tuple[Settings, Outputs],
+) -> None:
+    """received_time is the validate step's ingestion stamp (issue 16 item 4), taken before the
+    feature stages: the whole simulated stream is read as one backlog, so payments queue in front
+    of them, and their decisions must say so. Before the stamp received_time was computed_time."""
+    settings, out = healthy
+    features: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for value in read_values(settings, settings.kafka.topic("features")):
+        record = json.loads(value)
+        features[record["event_id"]].append(record)
+    queued = 0
+    for decision in out["decisions"]:
+        copies = features[decision["transaction_id"]]
+        assert decision["received_time"] in {f["ingest_time"] for f in copies}
+        record = next(f for f in copies if f["ingest_time"] == decision["received_time"])
+        assert record["ingest_time"] <= record["computed_time"]
+        queued += record["ingest_time"] < record["computed_time"]
+        decided = decision["received_time"] + decision["processing_latency_ms"]
+        assert decided == decision["transaction_time"] + decision["event_latency_ms"]
+        assert decided >= record["computed_time"]
+    assert queued > 0.5 * len(out["decisions"])
+    # the prediction log's latency_ms is its decision's processing_latency_ms
+    logged = collections.Counter(
+        (log["decision_id"], log["latency_ms"]) for log in out["predictions"]
+    )
+    expected = collections.Counter(
+        (d["decision_id"], d["processing_latency_ms"]) for d in out["decisions"]
+    )
+    assert logged == expected
 
 
 def test_decisions_match_offline_scoring_of_the_logged_features(

@@ -54,7 +54,7 @@ LOG_TAIL_CHARS = 4000
 # is scored as two rows (scoring/onnx_io.py), yet this test keeps a tolerance.
 SCORE_TOLERANCE = 1e-3
 # Fields that legitimately differ between two runs over the same input: wall-clock stamps.
-#   decisions: received_time (= the feature stage's computed_time), processing_latency_ms,
+#   decisions: received_time (the validate step's ingestion stamp), processing_latency_ms,
 #              event_latency_ms;
 #   prediction log: latency_ms, watermark_lag_ms (wall clock minus the card operator's watermark).
 # `score` and `model_scores` are compared to SCORE_TOLERANCE, `decision` wherever the score is not

@@ -72,7 +72,17 @@ class Context:
 
 def _row(event_time: int, decision: str, features: dict[str, float]) -> Row:
     record = Passthrough(
-        f"tx-{event_time}", event_time, "c-1", "card-1", "m-1", "5411", False, False, 3, event_time
+        f"tx-{event_time}",
+        event_time,
+        "c-1",
+        "card-1",
+        "m-1",
+        "5411",
+        False,
+        False,
+        3,
+        event_time,
+        event_time,
     )
     return scored_row(
         record,

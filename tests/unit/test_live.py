@@ -257,6 +257,8 @@ def test_the_watcher_counts_live_decisions_once_and_history_apart(settings: Sett
     assert dict(watcher.classes) == {"block": 1, "approve": 1, "step_up": 1}
     assert (watcher.caught, watcher.missed, watcher.blocked_fraud) == (1, 1, 1)
     assert watcher.latencies_ms == [200.0, 150.0, 400.0]
+    assert watcher.ingest_latencies_ms == [100.0, 50.0, 300.0]  # from received_time
+    assert watcher.stage_ms[0] == (100.0, 5.0, 95.0)  # to the job, in the job, output
     assert watcher.with_range_field == 0
     watcher.record(_decision("d", "approve", **{OUT_OF_RANGE_FIELD: ["amount"]}), 1_300)
     assert watcher.history_decided == 2  # "d" was never sent live
@@ -309,14 +311,63 @@ def test_the_summary_puts_each_share_next_to_the_configured_one() -> None:
         p50_ms=120.0,
         p99_ms=300.0,
         out_of_range=None,
+        ingest_p50_ms=40.0,
+        ingest_p99_ms=90.0,
+        drain_seconds=2.0,
+        live_payments=10_000,
     )
     text = "\n".join(summary_lines(result))
     assert "block 20 = 0.20% (configured 0.20%, model's test period 0.21%)" in text
     assert "step_up 110 = 1.10% (configured 1.00%)" in text
     assert "caught 50 (71.43%), missed 20" in text
     assert "precision of blocks 75.00% (15 of 20 blocks are frauds)" in text
-    assert "p50 120 ms  p99 300 ms" in text
+    assert "latency ingestion -> decision p50 40 ms  p99 90 ms" in text
+    assert "end to end (sent -> decision in Kafka) p50 120 ms  p99 300 ms" in text
+    assert "sent 12,000 payment records (200/s), decided 10,000 (161/s sustained" in text
+    assert "saturated" not in text
     assert "live since 07:00:00 UTC" in text
     assert "out of training range" not in text
     ranged = dataclasses.replace(result, out_of_range=250)
     assert "out of training range: 250 (2.50%)" in "\n".join(summary_lines(ranged))
+
+
+def test_a_saturated_demo_says_so_and_what_it_sustained() -> None:
+    """`riskstream demo --rate 5000` outruns the job on this machine: the summary gives the rate
+    it sustained, the backlog left, and latencies of what was decided (issue 16 item 8)."""
+    from riskstream.demo import DemoResult, summary_lines
+
+    result = DemoResult(
+        model_version="v0001",
+        went_live_utc="07:00:00 UTC",
+        warm_start_s=80.0,
+        history_payments=100_000,
+        history_labels=6_000,
+        live_seconds=60.0,
+        live_days=100.0,
+        sent=300_000,
+        decided=64_000,
+        classes={"approve": 63_000, "step_up": 900, "block": 100},
+        configured={"approve": 0.988, "step_up": 0.01, "block": 0.002},
+        expected={},
+        degraded=30_000,
+        frauds_sent=900,
+        caught=100,
+        missed=100,
+        blocked_fraud=50,
+        p50_ms=31_000.0,
+        p99_ms=58_000.0,
+        out_of_range=None,
+        ingest_p50_ms=450.0,
+        ingest_p99_ms=900.0,
+        drain_seconds=20.0,
+        live_payments=299_000,
+    )
+    text = "\n".join(summary_lines(result))
+    assert (
+        "(5,000/s), decided 64,000 (800/s sustained over the live part and 20 s of drain)" in text
+    )
+    assert "saturated: 235,000 of 299,000 live payments (78.60%) were not decided" in text
+    assert "latency ingestion -> decision p50 450 ms  p99 900 ms" in text
+    assert "p50 31,000 ms  p99 58,000 ms" in text
+    nothing = dataclasses.replace(result, decided=0, ingest_p50_ms=float("nan"))
+    assert "ingestion -> decision p50 n/a" in "\n".join(summary_lines(nothing))

@@ -158,7 +158,7 @@ def _scored_row(decision: str) -> Row:
 
     now = int(time.time() * 1000)
     record = Passthrough(
-        "tx-1", now - 50, "c-1", "card-1", "m-1", "5411", False, False, 3, now - 10
+        "tx-1", now - 50, "c-1", "card-1", "m-1", "5411", False, False, 3, now - 10, now - 40
     )
     return scored_row(
         record,
