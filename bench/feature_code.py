@@ -125,6 +125,16 @@ class _Stream:
         self.devices: dict[str, bytes] = {}
         self.terminals: dict[str, bytes] = {}
 
+    def add_label(self, label: Label) -> None:
+        """A label through the device (if it has one) and terminal stages' blobs."""
+        if label.device_id is not None:
+            d = device.decode(self.devices.get(label.device_id))
+            if device.add_label(d, label):
+                self.devices[label.device_id] = device.encode(d)
+        ts = terminal.decode(self.terminals.get(label.terminal_id))
+        if terminal.add_label(ts, label, self.params):
+            self.terminals[label.terminal_id] = terminal.encode(ts)
+
 
 def run_total(evs: list[Event], params: FeatureParams, digest: _Digest | None) -> float:
     """CPU seconds of the untimed stream-shaped pass (CPU time: less inflated by other load)."""
@@ -140,13 +150,7 @@ def run_total(evs: list[Event], params: FeatureParams, digest: _Digest | None) -
     started = time.process_time()
     for e in evs:
         if isinstance(e, Label):
-            if e.device_id is not None:
-                d = device.decode(devices.get(e.device_id))
-                if device.add_label(d, e):
-                    devices[e.device_id] = device.encode(d)
-            ts = terminal.decode(terminals.get(e.terminal_id))
-            if terminal.add_label(ts, e, params):
-                terminals[e.terminal_id] = terminal.encode(ts)
+            s.add_label(e)
             continue
         cs = card.decode(cards.get(e.card_id))
         values, dup = stages.card_stage(cs, e, params)
@@ -190,13 +194,7 @@ def run_timed(evs: list[Event], params: FeatureParams) -> dict[str, Any]:
     for e in evs:
         if isinstance(e, Label):
             t0 = clock()
-            if e.device_id is not None:
-                d = device.decode(devices.get(e.device_id))
-                if device.add_label(d, e):
-                    devices[e.device_id] = device.encode(d)
-            ts = terminal.decode(terminals.get(e.terminal_id))
-            if terminal.add_label(ts, e, params):
-                terminals[e.terminal_id] = terminal.encode(ts)
+            s.add_label(e)
             spent["labels"] += clock() - t0
             ticks["labels"] += 1
             continue
