@@ -229,8 +229,8 @@ def kafka_sinks(settings: Settings) -> ScoringSinks:
     )
 
 
-def main(settings: Settings, bounded: bool = False) -> None:
-    """Build and run the job in this process's environment (mini-cluster or ``flink run``)."""
+def prepare(settings: Settings, bounded: bool = False) -> StreamExecutionEnvironment:
+    """The environment holding the whole job on Kafka, ready to execute (or execute_async)."""
     env = create_env(settings)
     group = settings.scoring.group_id
     sources = feature_job.FeatureSources(
@@ -238,7 +238,12 @@ def main(settings: Settings, bounded: bool = False) -> None:
         feature_job.kafka_source(settings, "labels", bounded, group),
     )
     build(env, sources, kafka_sinks(settings), settings)
-    env.execute(JOB_NAME)
+    return env
+
+
+def main(settings: Settings, bounded: bool = False) -> None:
+    """Build and run the job in this process's environment (mini-cluster or ``flink run``)."""
+    prepare(settings, bounded).execute(JOB_NAME)
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
