@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,14 @@ class LoadedModels:
     inputs: tuple[str, ...]
     input_index: tuple[int, ...]
     """Positions of the model inputs in the feature-set vector."""
+    fast_thresholds: Mapping[str, Thresholds] = field(default_factory=dict)
+    """Per learned model, the thresholds a shed batch decides that model's score with (cut on
+    its own out-of-fold scores); a model missing here (a card written before they existed) is
+    decided with :attr:`thresholds`."""
+
+    def thresholds_of(self, model: str) -> Thresholds:
+        """The thresholds that decide ``model``'s own score when it stands in for the ensemble."""
+        return self.fast_thresholds.get(model, self.thresholds)
 
     def model_inputs(self, features: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
         """The model inputs (card order, float32) of rows of full feature-set vectors."""
@@ -213,6 +221,9 @@ def load_version(
         thresholds=Thresholds(**card["thresholds"]),
         inputs=inputs,
         input_index=tuple(feature_set.names.index(n) for n in inputs),
+        fast_thresholds={
+            name: Thresholds(**t) for name, t in card.get("fast_thresholds", {}).items()
+        },
     )
 
 

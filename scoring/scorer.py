@@ -5,7 +5,8 @@ UDF in :mod:`udfs.score_udf`. For each Arrow batch of feature vectors it decides
 
 - **full**: rules + every learned model -> ensemble probability -> thresholds;
 - **shed** (processing lag above the latency budget): only the rules and the fast models run; the
-  decision is the stricter of the fast model's probability against the thresholds and the rules'
+  decision is the strictest of each fast model's score against that model's own thresholds (cut
+  in training on its out-of-fold scores, :attr:`LoadedModels.fast_thresholds`) and the rules'
   fallback decision; decisions are marked degraded. Full scoring returns once the lag falls below
   ``recover_ratio`` x budget (hysteresis, so it does not flap);
 - **rules only** (a model raised or returned NaN): the batch is decided by the rules' fallback
@@ -199,9 +200,7 @@ class Scorer:
         elif shedding and not failed and not open_circuits:
             mode = MODE_SHED
             probability = self._fast_probability(scores, rules)
-            decision = _stricter(
-                self.models.thresholds.decide(probability), self.fallback.decide(rules)
-            )
+            decision = self._fast_decision(scores, rules)
         else:
             mode, probability = MODE_RULES, rules
             decision = self.fallback.decide(rules)
@@ -263,6 +262,16 @@ class Scorer:
     def _fast_probability(self, scores: Mapping[str, F64], rules: F64) -> F64:
         fast = [scores[m] for m in self.policy.fast_models if np.isfinite(scores[m]).all()]
         return np.maximum.reduce(fast) if fast else rules
+
+    def _fast_decision(self, scores: Mapping[str, F64], rules: F64) -> npt.NDArray[np.object_]:
+        """The strictest of each fast model's decision, on that model's own thresholds, and the
+        rules' fallback: a fast model's probability is not on the ensemble's scale."""
+        decision = self.fallback.decide(rules)
+        for name in self.policy.fast_models:
+            if np.isfinite(scores[name]).all():
+                own = self.models.thresholds_of(name).decide(scores[name])
+                decision = _stricter(own, decision)
+        return decision
 
     def _reasons(
         self,

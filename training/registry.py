@@ -122,6 +122,7 @@ def build_card(
             "clip": models.PROBABILITY_CLIP,
         },
         "thresholds": run.thresholds.to_dict(),
+        "fast_thresholds": {name: t.to_dict() for name, t in run.fast_thresholds.items()},
         "threshold_support": dict(run.threshold_support),
         "expected_decisions": {
             **expected.get("test", {}),

@@ -48,6 +48,9 @@ class TrainingRun:
     rule_fired_share: dict[str, float] = field(default_factory=dict)
     threshold_support: dict[str, Any] = field(default_factory=dict)
     expected_decisions: dict[str, Any] = field(default_factory=dict)
+    fast_thresholds: dict[str, evaluate.Thresholds] = field(default_factory=dict)
+    """Per learned model, thresholds cut on its own out-of-fold scores with the ensemble's block
+    and step-up shares: what a shed batch (one fast model instead of the ensemble) decides with."""
 
 
 def matrix(frame: pd.DataFrame, inputs: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -224,6 +227,10 @@ def run(
         oof[models.ENSEMBLE], settings.block_rate, settings.step_up_rate
     )
     support = threshold_support(thresholds, oof[models.ENSEMBLE], y_train, settings.min_block_tail)
+    fast_thresholds = {
+        name: evaluate.choose_thresholds(oof[name], settings.block_rate, settings.step_up_rate)
+        for name in models.LEARNED
+    }
     if not support["stable"]:
         note(
             f"WARNING: the block threshold rests on {support['block_tail']} training scores "
@@ -280,6 +287,7 @@ def run(
             r.name: float(share) for r, share in zip(rules.rules, fired, strict=True)
         },
         threshold_support=support,
+        fast_thresholds=fast_thresholds,
         expected_decisions={
             "test": decision_shares(thresholds, scores[models.ENSEMBLE]),
             "train_out_of_fold": decision_shares(thresholds, oof[models.ENSEMBLE]),

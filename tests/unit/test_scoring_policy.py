@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pyflink.common import Row
 
+from core.config import Settings
 from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring import stacking
@@ -20,6 +21,7 @@ from scoring.explain import LinearExplainer
 from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED
 from scoring.registry import LoadedModels, load_version, sha256
 from scoring.scorer import Scorer, ScoringPolicy
+from training import train
 from training.data import TrainingData
 
 BUDGET_MS = 100
@@ -185,3 +187,44 @@ def test_decision_outputs_feed_analytics_only_when_it_is_attached(analytics: boo
     assert isinstance(outputs[0], str) and json.loads(outputs[0])["transaction_id"] == "tx-1"
     assert tags.count(PREDICTION_LOG_TAG) == 1 and tags.count(ALERTS_TAG) == 1
     assert tags.count(SCORED_TAG) == (1 if analytics else 0)
+
+
+def test_a_shed_batch_decides_each_fast_model_on_its_own_thresholds(
+    models: LoadedModels, tiny_data: TrainingData
+) -> None:
+    """The ensemble's thresholds are on another probability scale: with them the demo's shed
+    stretches blocked only by the rules (its champion's block threshold, 0.995, is out of the
+    logistic model's reach). A shed batch now blocks where the fast model crosses its own."""
+    features = tiny_data.frame[list(PAYMENT_FEATURES.names)].to_numpy(dtype=np.float64)
+    scorer = Scorer(models, _policy())
+    shed = scorer.score(features, lag_ms=BUDGET_MS * 10)
+    assert shed.mode == MODE_SHED
+    logistic = shed.scores[stacking.LOGISTIC]
+    own = models.thresholds_of(stacking.LOGISTIC).decide(logistic)
+    rules = scorer.fallback.decide(shed.scores[stacking.RULES])
+    rank = {"approve": 0, "step_up": 1, "block": 2}
+    expected = [max(a, b, key=rank.__getitem__) for a, b in zip(own, rules, strict=True)]
+    assert list(shed.decision) == expected
+    on_ensemble_scale = models.thresholds.decide(logistic)
+    assert (own != on_ensemble_scale).any()  # the two scales really differ on this data
+
+
+def test_fast_thresholds_cut_the_configured_shares_of_each_models_own_scores(
+    tiny_run: train.TrainingRun, tiny_settings: Settings
+) -> None:
+    rates = tiny_settings.training
+    for name in stacking.LEARNED:
+        oof, cut = tiny_run.oof_scores[name], tiny_run.fast_thresholds[name]
+        assert np.mean(oof >= cut.block) == pytest.approx(rates.block_rate, abs=0.005), name
+        assert np.mean(oof >= cut.step_up) == pytest.approx(
+            rates.block_rate + rates.step_up_rate, abs=0.01
+        ), name
+
+
+def test_fast_thresholds_are_cut_per_model_and_stored_in_the_card(models: LoadedModels) -> None:
+    assert set(models.card["fast_thresholds"]) == set(stacking.LEARNED)
+    own = models.thresholds_of(stacking.LOGISTIC)
+    assert own == models.fast_thresholds[stacking.LOGISTIC]
+    assert own != models.thresholds and own.step_up <= own.block
+    older = LoadedModels(**{**models.__dict__, "fast_thresholds": {}})
+    assert older.thresholds_of(stacking.LOGISTIC) == models.thresholds  # cards before the cut
