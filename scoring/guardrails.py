@@ -202,15 +202,22 @@ class Guardrails:
         model_version: str,
         decision: str,
         features: Mapping[str, float | None],
+        full: bool = True,
     ) -> Verdict:
-        """Account for one decision of the model and return the decision to emit."""
+        """Account for one decision of the model and return the decision to emit.
+
+        ``full``: the champion decided it in full mode. A degraded decision (shed: fast models
+        on their own thresholds; rules only) is not the champion's, so the windows do not count
+        it: a shed stretch, e.g. a warm start's catch-up, neither trips nor clears the safe mode
+        (it did trip it, and at the demo's density no judged window ever cleared it). The safe
+        mode still turns its blocks into step-ups."""
         limits = self.limits
         if limits is None or limits.model_version != model_version:
             limits = self._switch(self.load(model_version))
         alerts = self._advance(event_time_ms, limits)
         outside = out_of_range(features, limits.ranges)
         window = self.window
-        if window is not None:
+        if window is not None and full:
             window.add(decision, outside)
         if self.safe_mode and decision == BLOCK:
             self.safe_mode_decisions += 1

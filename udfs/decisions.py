@@ -153,7 +153,9 @@ class DecisionOutputs(ProcessFunction):  # type: ignore[misc]
         features = feature_values(features_blob)
         verdict = None
         if self.guard is not None:
-            verdict = self.guard.check(record.event_time, version, model_decision, features)
+            verdict = self.guard.check(
+                record.event_time, version, model_decision, features, mode == MODE_FULL
+            )
             if verdict.safe_mode:
                 reasons = [SAFE_MODE_REASON, *reasons][:MAX_REASON_CODES]
         decision = Decision(

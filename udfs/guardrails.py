@@ -59,13 +59,19 @@ class DecisionGuard:
         return Guardrails(self.policy, load, self.source, subtask)
 
     def check(
-        self, event_time_ms: int, model_version: str, decision: str, features: Mapping[str, Any]
+        self,
+        event_time_ms: int,
+        model_version: str,
+        decision: str,
+        features: Mapping[str, Any],
+        full: bool = True,
     ) -> Verdict:
-        """The verdict on one decision of the model; publishes a closed window's shares."""
+        """The verdict on one decision of the model; publishes a closed window's shares.
+        ``full``: the champion decided it in full mode (see :meth:`Guardrails.observe`)."""
         guard = self._guard
         if guard is None:  # not opened (a unit test calling process_element directly)
             guard = self._guard = self._new(0)
-        verdict = guard.observe(event_time_ms, model_version, decision, features)
+        verdict = guard.observe(event_time_ms, model_version, decision, features, full)
         if verdict.safe_mode and self._switched is not None:
             self._switched.inc()
         if guard.last is not self._shown or verdict.alerts:

@@ -54,14 +54,17 @@ def _minute(
     guard: Guardrails,
     minute: int,
     blocks: int,
+    *,
     rows: int = 200,
     features: dict[str, float] = NORMAL,
+    full: bool = True,
 ) -> list[Verdict]:
-    """``rows`` decisions spread over one minute of event time, the first ``blocks`` blocked."""
+    """``rows`` decisions spread over one minute of event time, the first ``blocks`` blocked
+    (``full``: decided by the champion in full mode, not degraded)."""
     start = T0 + minute * MINUTE
     step = MINUTE // rows
     return [
-        guard.observe(start + i * step, "v0001", BLOCK if i < blocks else APPROVE, features)
+        guard.observe(start + i * step, "v0001", BLOCK if i < blocks else APPROVE, features, full)
         for i in range(rows)
     ]
 
@@ -111,6 +114,23 @@ def test_a_sustained_block_share_trips_the_safe_mode_after_trip_ms() -> None:
     assert "safe mode on" in alert.message
     assert guard.gauges["block"] == pytest.approx(0.1)  # the model's share, before safe mode
     assert guard.gauges["safe_mode"] == 1.0
+
+
+def test_degraded_decisions_neither_trip_nor_clear_the_safe_mode() -> None:
+    """A shed stretch (a warm start's catch-up) blocked on the fast models and rules, tripped
+    the safe mode, and at the demo's density nothing cleared it: the live minute blocked 0."""
+    guard = _guard()
+    for minute in range(5):
+        _minute(guard, minute, blocks=40, full=False)  # 20% of degraded decisions blocked
+    assert not guard.safe_mode
+    for minute in range(5, 9):
+        _minute(guard, minute, blocks=20)  # the champion's own: 10% > 5 x 1%
+    assert guard.safe_mode
+    shed = _minute(guard, 9, blocks=10, full=False)
+    assert sum(v.safe_mode for v in shed) == 10  # still turned into step-ups
+    for minute in range(10, 15):
+        _minute(guard, minute, blocks=0, full=False)  # calm, but not the champion's
+    assert guard.safe_mode
 
 
 def test_the_safe_mode_ends_only_after_trip_ms_of_calm_windows() -> None:
