@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from schemas.feature_set import PAYMENT_FEATURES
 from scoring import stacking
 from scoring.explain import LinearExplainer
-from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED
+from scoring.fields import MODE_FULL, MODE_RULES, MODE_SHED, SEVERITY
 from scoring.registry import LoadedModels, load_version, sha256
 from scoring.scorer import Scorer, ScoringPolicy
 from training import train
@@ -88,8 +88,7 @@ def test_shed_decision_is_never_milder_than_the_rules(models: LoadedModels, batc
     scorer = Scorer(models, _policy())
     shed = scorer.score(batch, lag_ms=BUDGET_MS * 10)
     rules_only = scorer.fallback.decide(shed.scores[stacking.RULES])
-    rank = {"approve": 0, "step_up": 1, "block": 2}
-    assert all(rank[a] >= rank[b] for a, b in zip(shed.decision, rules_only, strict=True))
+    assert all(SEVERITY[a] >= SEVERITY[b] for a, b in zip(shed.decision, rules_only, strict=True))
 
 
 def test_a_failing_model_decides_by_rules_and_opens_the_breaker(
@@ -202,8 +201,7 @@ def test_a_shed_batch_decides_each_fast_model_on_its_own_thresholds(
     logistic = shed.scores[stacking.LOGISTIC]
     own = models.thresholds_of(stacking.LOGISTIC).decide(logistic)
     rules = scorer.fallback.decide(shed.scores[stacking.RULES])
-    rank = {"approve": 0, "step_up": 1, "block": 2}
-    expected = [max(a, b, key=rank.__getitem__) for a, b in zip(own, rules, strict=True)]
+    expected = [max(a, b, key=SEVERITY.__getitem__) for a, b in zip(own, rules, strict=True)]
     assert list(shed.decision) == expected
     on_ensemble_scale = models.thresholds.decide(logistic)
     assert (own != on_ensemble_scale).any()  # the two scales really differ on this data
