@@ -22,25 +22,29 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
-import json
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.common import RESULTS_DIR, bench_settings, private_broker, table, write_results
+from bench.common import (
+    bench_settings,
+    layout_figures,
+    layout_name,
+    layout_overrides,
+    previous_layouts,
+    private_broker,
+    standalone_cluster,
+    table,
+    write_results,
+)
 from core.config import Settings, TopicSettings, replace, with_overrides
 from core.errors import SchemaError
-from core.net import free_port
 from core.progress import Progress
 from jobs import analytics
 from riskstream import jobrunner
-from riskstream.infra.cluster import LocalCluster
 from riskstream.simulate_kafka import produce
 from riskstream.support.kafka_io import read_to_end, read_values
 from riskstream.support.topics import private_settings
@@ -58,9 +62,7 @@ TARGET = 10_000
 
 def _settings(base: Settings, prefix: str, taskmanagers: int) -> Settings:
     roles = {"transactions": PARTITIONS, "late_events": 1, "dead_letter": 1}
-    cluster: dict[str, object] = {}
-    if taskmanagers > 1:  # one slot per TaskManager, one subtask (and shard) per TaskManager
-        cluster = {"parallelism": taskmanagers, "taskmanager_slots": 1, "rpc_port": free_port()}
+    cluster = layout_overrides(taskmanagers)  # one subtask (and shard) per TaskManager
     settings = private_settings(
         base,
         prefix,
@@ -110,39 +112,11 @@ def sustained_rate(
     return done / max(seconds, 1e-9), done, seconds
 
 
-@contextlib.contextmanager
-def _cluster(settings: Settings, taskmanagers: int) -> Iterator[None]:
-    """The standalone session cluster with ``taskmanagers`` TaskManagers (none for 1: the job
-    then runs on the mini-cluster)."""
-    if taskmanagers <= 1:
-        yield
-        return
-    cluster = LocalCluster(settings)
-    cluster.start()
-    try:
-        for _ in range(taskmanagers - 1):
-            cluster.start_taskmanager()
-        yield
-    finally:
-        cluster.stop()
-
-
 def _run(settings: Settings, taskmanagers: int) -> None:
     if taskmanagers <= 1:
         analytics.main(settings, bounded=True)
     else:
         jobrunner.submit_to_cluster(settings, "analytics", bounded=True)
-
-
-def _previous() -> dict[str, dict[str, Any]]:
-    """Figures of the other layout from the results file, if any."""
-    path = RESULTS_DIR / "analytics.json"
-    if not path.exists():
-        return {}
-    with contextlib.suppress(ValueError, KeyError):
-        layouts = json.loads(path.read_text())["details"].get("layouts", {})
-        return dict(layouts)
-    return {}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = _settings(base, f"an-bench-{int(time.time())}", taskmanagers)
         sim = simulate(replace(base.simulator, **TRAFFIC))
         run = produce(sim, settings.kafka, 1e9, Progress(len(sim.delivery), "produce", "records"))
-        with _cluster(settings, taskmanagers):
+        with standalone_cluster(settings, taskmanagers):
             started = time.monotonic()
             _run(settings, taskmanagers)
             wall = time.monotonic() - started
@@ -179,9 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         load_end = os.getloadavg()
-        layout = "mini-cluster" if taskmanagers <= 1 else f"{taskmanagers} taskmanagers"
-        layouts = _previous()
-        layouts[layout] = {
+        layouts = previous_layouts("analytics")
+        layouts[layout_name(taskmanagers)] = {
             "events_per_s": round(float(rate), 1),
             "job_wall_s": round(wall, 1),
             "parallelism": settings.flink.parallelism,
@@ -194,12 +167,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "events_per_s": float(rate),
                 "job_wall_s": wall,
-                **{
-                    f"events_per_s_{name.replace(' ', '_').replace('-', '_')}": float(
-                        figures["events_per_s"]
-                    )
-                    for name, figures in layouts.items()
-                },
+                **layout_figures(layouts),
             },
             {
                 "taskmanagers": taskmanagers,

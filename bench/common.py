@@ -15,6 +15,7 @@ from typing import Any
 from core.config import Settings, load_settings
 from core.net import free_port
 from riskstream.infra import jars
+from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -50,6 +51,57 @@ def private_broker(settings: Settings) -> Iterator[LocalKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+def layout_overrides(taskmanagers: int) -> dict[str, object]:
+    """``flink`` settings of a layout: nothing for the mini-cluster (1), else one slot per
+    TaskManager and one subtask per TaskManager (one embedded interpreter per core)."""
+    if taskmanagers <= 1:
+        return {}
+    return {"parallelism": taskmanagers, "taskmanager_slots": 1, "rpc_port": free_port()}
+
+
+def layout_name(taskmanagers: int) -> str:
+    """The layout's key in a results file's ``details.layouts``."""
+    return "mini-cluster" if taskmanagers <= 1 else f"{taskmanagers} taskmanagers"
+
+
+@contextlib.contextmanager
+def standalone_cluster(settings: Settings, taskmanagers: int) -> Iterator[None]:
+    """The standalone session cluster with ``taskmanagers`` TaskManagers (none for 1: the job
+    then runs on the mini-cluster); stopped, by its process ids, on the way out."""
+    if taskmanagers <= 1:
+        yield
+        return
+    cluster = LocalCluster(settings)
+    cluster.start()
+    try:
+        for _ in range(taskmanagers - 1):
+            cluster.start_taskmanager()
+        yield
+    finally:
+        cluster.stop()
+
+
+def previous_layouts(name: str) -> dict[str, dict[str, Any]]:
+    """Figures of each layout already in ``bench/results/<name>.json``, if any."""
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        return {}
+    with contextlib.suppress(ValueError, KeyError):
+        layouts = json.loads(path.read_text())["details"].get("layouts", {})
+        return dict(layouts)
+    return {}
+
+
+def layout_figures(
+    layouts: Mapping[str, Mapping[str, Any]], key: str = "events_per_s"
+) -> dict[str, float]:
+    """``<key>_<layout>`` figures, one per layout (``events_per_s_mini_cluster``, ...)."""
+    return {
+        f"{key}_{name.replace(' ', '_').replace('-', '_')}": float(figures[key])
+        for name, figures in layouts.items()
+    }
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -5,19 +5,36 @@ produced into the input topic first, then the scoring job runs bounded on the mi
 sustained rate is taken from the decisions' Kafka append times (LogAppendTime) between the 10th and
 90th percentile of the output, so job start-up and the drain at the end are excluded.
 
-Run from the repo root: ``python -m bench.throughput``; writes ``bench/results/throughput.json``.
+``--taskmanagers 2`` runs the same job on the standalone session cluster instead, with two
+one-slot TaskManagers at parallelism 2 (one embedded interpreter per core: issue 16's layout (c)).
+
+Run from the repo root: ``python -m bench.throughput [--taskmanagers 2]``; writes
+``bench/results/throughput.json`` (each layout's figure kept under ``details.layouts``).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 
 import numpy as np
 
-from bench.common import bench_settings, private_broker, table, write_results
+from bench.common import (
+    bench_settings,
+    layout_figures,
+    layout_name,
+    layout_overrides,
+    previous_layouts,
+    private_broker,
+    standalone_cluster,
+    table,
+    write_results,
+)
 from core.config import Settings, replace, with_overrides
 from core.progress import Progress
 from jobs import scoring
+from riskstream import jobrunner
 from riskstream.demo import ensure_champion
 from riskstream.live import live_topics
 from riskstream.simulate_kafka import produce
@@ -38,9 +55,21 @@ def decision_times(settings: Settings) -> np.ndarray:  # type: ignore[type-arg]
     return np.sort(np.array([r.timestamp for r in records]))
 
 
-def main() -> None:
+def _run(settings: Settings, taskmanagers: int) -> None:
+    if taskmanagers <= 1:
+        scoring.main(settings, bounded=True)
+    else:
+        jobrunner.submit_to_cluster(settings, "scoring", bounded=True)
+
+
+def main(argv: list[str] | None = None) -> None:
     """Run and report."""
-    with bench_settings("throughput") as base, private_broker(base):
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--taskmanagers", type=int, default=1, choices=(1, 2))
+    taskmanagers = parser.parse_args(argv).taskmanagers
+    load_start = os.getloadavg()
+    with bench_settings("throughput") as defaults, private_broker(defaults):
+        base = with_overrides(defaults, flink=layout_overrides(taskmanagers))
         ensure_champion(base)
         # Inputs keep their simulated event times (CreateTime), as in production; only the
         # decisions are stamped by the broker, to time the output.
@@ -61,23 +90,35 @@ def main() -> None:
         sim = simulate(replace(base.simulator, **TRAFFIC))
         records = len(sim.delivery) + len(sim.labels)
         run = produce(sim, settings.kafka, 1e9, Progress(records, "produce", "records"))
-        started = time.monotonic()
-        scoring.main(settings, bounded=True)
-        wall = time.monotonic() - started
+        with standalone_cluster(settings, taskmanagers):
+            started = time.monotonic()
+            _run(settings, taskmanagers)
+            wall = time.monotonic() - started
         stamps = decision_times(settings)
         low, high = np.percentile(stamps, [LOW_Q, HIGH_Q])
         inside = ((stamps >= low) & (stamps <= high)).sum()
         sustained = inside / max((high - low) / 1000.0, 1e-9)
         print(
             table(
-                ["inputs", "decisions", "job wall s", "sustained decisions/s"],
-                [[run.transactions, len(stamps), wall, sustained]],
+                ["taskmanagers", "inputs", "decisions", "job wall s", "sustained decisions/s"],
+                [[taskmanagers, run.transactions, len(stamps), wall, sustained]],
             )
         )
+        layouts = previous_layouts("throughput")
+        layouts[layout_name(taskmanagers)] = {
+            "events_per_s": round(float(sustained), 1),
+            "job_wall_s": round(wall, 1),
+            "parallelism": settings.flink.parallelism,
+            "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average_start": [round(x, 2) for x in load_start],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        }
         path = write_results(
             "throughput",
-            {"events_per_s": float(sustained), "job_wall_s": wall},
+            {"events_per_s": float(sustained), "job_wall_s": wall, **layout_figures(layouts)},
             {
+                "taskmanagers": taskmanagers,
+                "layouts": layouts,
                 "inputs": run.transactions,
                 "labels": run.labels,
                 "decisions": len(stamps),
