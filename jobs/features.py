@@ -40,7 +40,10 @@ from core.errors import JobError
 from features.params import FeatureParams
 from jobs.entry import run_job_script
 from jobs.env import create_env
+from udfs.feature_gate import FeatureRows
+from udfs.feature_rows import row_type
 from udfs.feature_stages import (
+    FEATURES_TAG,
     CardStage,
     DeviceStage,
     TerminalStage,
@@ -270,8 +273,12 @@ def build(
     sources: FeatureSources,
     sinks: FeatureSinks,
     settings: Settings,
+    gate: FeatureRows | None = None,
 ) -> DataStream:
-    """The job graph; returns the enriched-features stream (JSON strings)."""
+    """The job graph; returns the enriched-features stream (JSON strings) or, with a scoring
+    ``gate``, the gate's rows (:func:`udfs.feature_rows.row_type`; its dead letters on the
+    gate's side output), the terminal stage then being an operator chained to nothing so the
+    scoring UDF's task opens on its own."""
     # Three keyed exchanges: Flink's default 100 ms buffer timeout per exchange would dominate
     # the latency budget at low rates.
     env.set_buffer_timeout(settings.features.buffer_timeout_ms)
@@ -309,12 +316,18 @@ def build(
     features = (
         devices.key_by(terminal_key, Types.STRING())
         .connect(labels.key_by(lambda label: label.terminal_id, Types.STRING()))
-        .process(TerminalStage(params), output_type=Types.STRING())
+        .process(
+            TerminalStage(params, gate, features_json=sinks.features is not None),
+            output_type=Types.STRING() if gate is None else row_type(),
+        )
         .uid("features-terminal")
         .name("terminal features")
     )
+    if gate is not None:
+        features = features.disable_chaining()
     if sinks.features is not None:
-        features.sink_to(sinks.features).uid("features-sink").name("features sink")
+        json = features if gate is None else features.get_side_output(FEATURES_TAG)
+        json.sink_to(sinks.features).uid("features-sink").name("features sink")
     return features
 
 

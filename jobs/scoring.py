@@ -5,7 +5,7 @@ Graph::
     transactions, labels (Kafka) -> the feature graph of jobs/features.py (validation with dead
         letters, card / device / terminal keyed stages)
       -> enriched features as narrow rows (id, lag stamp, packed features, packed record), with
-         their event time
+         their event time, made by the terminal stage itself (udfs/feature_gate.py)
       -> Table API (rowtime + SOURCE_WATERMARK(): event time and watermarks kept)
       -> pandas UDF: rules + every champion model (onnxruntime) + ensemble, per Arrow batch;
          three columns out (packed numbers, reason codes, model version)
@@ -49,7 +49,7 @@ from udfs.decisions import (
     DecisionOutputs,
 )
 from udfs.feature_gate import REFUSED_TAG, FeatureRows
-from udfs.feature_rows import EVENT_ID, FEATURES, LAG_TIME, RECORD, row_type
+from udfs.feature_rows import EVENT_ID, FEATURES, LAG_TIME, RECORD
 from udfs.guardrails import DecisionGuard
 from udfs.metrics import DeadLetterMetrics
 from udfs.score_udf import score_function
@@ -124,18 +124,17 @@ def build(
     settings: Settings,
 ) -> DataStream:
     """The job graph; returns the decisions stream (JSON strings)."""
-    enriched = feature_job.build(
-        env, sources, feature_job.FeatureSinks(sinks.features, sinks.dead_letter), settings
-    )
-    # Chained to nothing: on a restart the scoring UDF's task (its pandas worker process and
-    # models) then opens at once, instead of after every thread-mode Python operator chained with
-    # it has opened in the TaskManager's one embedded interpreter (``decide`` starts a new chain
-    # for the same reason). docs/operations.md, "Where the time goes".
-    rows = (
-        enriched.process(feature_gate(settings), output_type=row_type())
-        .uid("scoring-feature-rows")
-        .name("features as rows")
-        .disable_chaining()
+    # The terminal stage hands each enriched record to the gate itself (no JSON, no operator of
+    # its own) and is chained to nothing: on a restart the scoring UDF's task (its pandas worker
+    # process and models) then opens at once, instead of after every thread-mode Python operator
+    # chained with it has opened in the TaskManager's one embedded interpreter (``decide`` starts
+    # a new chain for the same reason). docs/operations.md, "Where the time goes".
+    rows = feature_job.build(
+        env,
+        sources,
+        feature_job.FeatureSinks(sinks.features, sinks.dead_letter),
+        settings,
+        gate=feature_gate(settings),
     )
     (
         rows.get_side_output(REFUSED_TAG)

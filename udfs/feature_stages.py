@@ -6,7 +6,9 @@ and calls its per-stage entry point in :mod:`features.stages`, the one the Pytho
 between stages are ``(transaction, feature values struct, duplicate, late, watermark_lag_ms)``
 tuples, the transaction being the validate step's :class:`~schemas.records.IngestedTransaction`,
 whose ``ingest_time`` passes through untouched (the feature logic never reads it); the terminal
-stage emits the enriched-features JSON with it and the time the features were complete. Keys idle
+stage emits the enriched-features JSON with it and the time the features were complete or, in the
+scoring job, hands the enriched record straight to the scoring gate (:class:`FeatureRows`: a row
+for the Table API, no JSON round trip and no operator of its own). Keys idle
 for ``profile_retention_ms`` of event time are cleared by event-time timers (never processing-time
 TTL), so a replay of history evicts exactly like the live run.
 """
@@ -17,13 +19,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedCoProcessFunction, KeyedProcessFunction, RuntimeContext
+from pyflink.datastream import (
+    KeyedCoProcessFunction,
+    KeyedProcessFunction,
+    OutputTag,
+    RuntimeContext,
+)
 from pyflink.datastream.state import ValueStateDescriptor
 
 from features import card, device, output, stages, terminal
 from features.params import FeatureParams, cleanup_timer, is_late
 from schemas.feature_set import MS_PER_DAY, FeatureValues
 from schemas.records import Label, Transaction, ingest_time_of
+from udfs.feature_gate import FeatureRows
 from udfs.ingest import now_ms
 from udfs.java_gauge import JavaGauge
 
@@ -31,6 +39,8 @@ StageRecord = tuple[Transaction, FeatureValues, bool, bool, int]
 """(transaction, feature values so far, duplicate, late, watermark lag ms)."""
 TIMER_BUCKET_MS = MS_PER_DAY
 NO_LAG = -1
+FEATURES_TAG = OutputTag("enriched-features", Types.STRING())
+"""The enriched-features JSON, as a side output, when the terminal stage feeds a scoring gate."""
 
 
 def blob_state(runtime_context: RuntimeContext, name: str) -> Any:
@@ -174,10 +184,18 @@ class DeviceStage(KeyedCoProcessFunction):  # type: ignore[misc]
 
 
 class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
-    """Keyed by terminal: payments (input 1) and fraud labels (input 2); emits the output JSON."""
+    """Keyed by terminal: payments (input 1) and fraud labels (input 2); emits the output JSON.
 
-    def __init__(self, params: FeatureParams) -> None:
+    With a ``gate`` it emits what the gate makes of each enriched record instead (a scoring row,
+    or a dead letter on the gate's side output) and, with ``features_json``, the JSON as well on
+    :data:`FEATURES_TAG` (the scoring job's optional features topic)."""
+
+    def __init__(
+        self, params: FeatureParams, gate: FeatureRows | None = None, features_json: bool = False
+    ) -> None:
         self.params = params
+        self.gate = gate
+        self.features_json = features_json
         self._state: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -186,7 +204,7 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
 
     def process_element1(
         self, record: StageRecord, ctx: KeyedCoProcessFunction.Context
-    ) -> Iterator[str]:
+    ) -> Iterator[Any]:
         """Set the terminal features and emit the enriched-features record."""
         tx, values, duplicate, late, lag = record
         state = terminal.decode(self._state.value())
@@ -204,7 +222,12 @@ class TerminalStage(KeyedCoProcessFunction):  # type: ignore[misc]
             computed_time=computed,
             ingest_time=ingest_time_of(tx, computed),
         )
-        yield output.encode(enriched).decode()
+        if self.gate is None:
+            yield output.encode(enriched).decode()
+            return
+        if self.features_json:
+            yield FEATURES_TAG, output.encode(enriched).decode()
+        yield from self.gate.process_element(enriched, ctx)
 
     def process_element2(
         self, label: Label, ctx: KeyedCoProcessFunction.Context
