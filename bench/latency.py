@@ -17,7 +17,7 @@ the project's settings (plus the overrides of ``--set`` or of one ``--tune`` var
 records the decisions per second it sustained, the share shed or otherwise degraded, the backlog
 left, and the 1-minute load average before and after it.
 
-Run from the repo root through ``/work/bin/bench-exclusive`` (it holds both machine slots):
+Run from the repo root, alone on a quiet machine (nothing else using the two cores):
 ``python -m bench.latency`` writes ``bench/results/latency.json``; ``--tune`` measures every
 variant at 200 and 2,000/s and the defaults at 5,000/s too, and writes both
 ``bench/results/latency-tuning.json`` and ``latency.json`` (its default runs); ``--rates``,
