@@ -39,7 +39,7 @@ RESOURCE_ID_PREFIX = "riskstream-tm-"
 ROLE_JOBMANAGER = "jobmanager"
 ROLE_ACTIVE = "taskmanager"
 ROLE_STANDBY = "standby taskmanager"
-ROLE_STARTING = "taskmanager (not registered yet)"
+ROLE_STARTING = "taskmanager (starting)"
 WORKER_EXIT_S = 15.0
 # Thread-mode Python (pemja) loads libpython once per JVM. If each job's class loader brings its own
 # copy of pemja (from the flink-python jar shipped with the job), the second job on a TaskManager
@@ -277,9 +277,20 @@ class LocalCluster:
         answer = self._get("/taskmanagers") or {}
         return {str(tm["id"]) for tm in answer.get("taskmanagers", [])}
 
+    def _ids_with_slots(self) -> set[str]:
+        """Ids of the registered TaskManagers that have reported their slots (a TaskManager is
+        listed with 0 slots between its registration and its first slot report)."""
+        answer = self._get("/taskmanagers") or {}
+        return {
+            str(tm["id"])
+            for tm in answer.get("taskmanagers", [])
+            if int(tm.get("slotsNumber", 0)) > 0
+        }
+
     def start_taskmanager(self) -> int:
         """Start one more TaskManager with the cluster's config (e.g. to replace a lost one) and
-        wait until it has registered; returns its pid. The JobManager must be running."""
+        wait until it has registered and reported its slots; returns its pid. The JobManager
+        must be running."""
         if "standalonesession" not in self.running_pids():
             raise ServiceError(
                 f"no JobManager of our cluster runs at {self.rest_url}; start the whole cluster "
@@ -292,7 +303,7 @@ class LocalCluster:
         timeout_s = self.settings.flink.start_timeout_s
         try:
             process.wait_until(
-                lambda: bool(self.taskmanager_ids() - before), timeout_s, "the new TaskManager"
+                lambda: bool(self._ids_with_slots() - before), timeout_s, "the new TaskManager"
             )
         except ServiceError:
             logs = "\n".join(
@@ -320,7 +331,10 @@ class LocalCluster:
                 found.append(ClusterProcess(ROLE_STARTING, pid, resource))
                 continue
             total, free = registered[resource]
-            role_name = ROLE_STANDBY if total and free == total else ROLE_ACTIVE
+            if not total:  # registered, its slot report not in yet
+                found.append(ClusterProcess(ROLE_STARTING, pid, resource))
+                continue
+            role_name = ROLE_STANDBY if free == total else ROLE_ACTIVE
             found.append(ClusterProcess(role_name, pid, resource, total, free))
         return found
 
