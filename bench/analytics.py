@@ -31,11 +31,13 @@ from confluent_kafka.cimpl import NewTopic
 
 from bench.common import (
     bench_settings,
+    layout_entry,
     layout_figures,
     layout_name,
     layout_overrides,
     previous_layouts,
     private_broker,
+    run_bounded,
     standalone_cluster,
     table,
     write_results,
@@ -44,7 +46,6 @@ from core.config import Settings, TopicSettings, replace, with_overrides
 from core.errors import SchemaError
 from core.progress import Progress
 from jobs import analytics
-from riskstream import jobrunner
 from riskstream.simulate_kafka import produce
 from riskstream.support.kafka_io import read_to_end, read_values
 from riskstream.support.topics import private_settings
@@ -112,13 +113,6 @@ def sustained_rate(
     return done / max(seconds, 1e-9), done, seconds
 
 
-def _run(settings: Settings, taskmanagers: int) -> None:
-    if taskmanagers <= 1:
-        analytics.main(settings, bounded=True)
-    else:
-        jobrunner.submit_to_cluster(settings, "analytics", bounded=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run and report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -131,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         run = produce(sim, settings.kafka, 1e9, Progress(len(sim.delivery), "produce", "records"))
         with standalone_cluster(settings, taskmanagers):
             started = time.monotonic()
-            _run(settings, taskmanagers)
+            run_bounded(settings, "analytics", taskmanagers, analytics.main)
             wall = time.monotonic() - started
         records = read_to_end(settings, settings.kafka.topic("analytics"), timeout_s=READ_TIMEOUT_S)
         results = [(r.timestamp, decode_window(r.value)) for r in records if r.value is not None]
@@ -154,14 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         load_end = os.getloadavg()
         layouts = previous_layouts("analytics")
-        layouts[layout_name(taskmanagers)] = {
-            "events_per_s": round(float(rate), 1),
-            "job_wall_s": round(wall, 1),
-            "parallelism": settings.flink.parallelism,
-            "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "load_average_start": [round(x, 2) for x in load_start],
-            "load_average_end": [round(x, 2) for x in load_end],
-        }
+        layouts[layout_name(taskmanagers)] = layout_entry(
+            rate, wall, settings.flink.parallelism, load_start
+        )
         path = write_results(
             "analytics",
             {

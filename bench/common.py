@@ -8,12 +8,13 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings, load_settings
 from core.net import free_port
+from riskstream import jobrunner
 from riskstream.infra import jars
 from riskstream.infra.cluster import LocalCluster
 from riskstream.infra.kafka import LocalKafka
@@ -81,6 +82,33 @@ def standalone_cluster(settings: Settings, taskmanagers: int) -> Iterator[None]:
         yield
     finally:
         cluster.stop()
+
+
+def run_bounded(
+    settings: Settings, job: str, taskmanagers: int, local: Callable[[Settings, bool], None]
+) -> None:
+    """Run ``job`` bounded: ``local(settings, True)`` (the job module's ``main``, on the
+    mini-cluster) for one TaskManager, else submitted to the standalone cluster of
+    :func:`standalone_cluster`."""
+    if taskmanagers <= 1:
+        local(settings, True)
+    else:
+        jobrunner.submit_to_cluster(settings, job, bounded=True)
+
+
+def layout_entry(
+    rate: float, wall_s: float, parallelism: int, load_start: Sequence[float]
+) -> dict[str, Any]:
+    """One layout's figures for ``details.layouts``: rate, wall time, parallelism, when, and the
+    load average at the start and now."""
+    return {
+        "events_per_s": round(float(rate), 1),
+        "job_wall_s": round(wall_s, 1),
+        "parallelism": parallelism,
+        "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def previous_layouts(name: str) -> dict[str, dict[str, Any]]:

@@ -22,11 +22,13 @@ import numpy as np
 
 from bench.common import (
     bench_settings,
+    layout_entry,
     layout_figures,
     layout_name,
     layout_overrides,
     previous_layouts,
     private_broker,
+    run_bounded,
     standalone_cluster,
     table,
     write_results,
@@ -34,7 +36,6 @@ from bench.common import (
 from core.config import Settings, replace, with_overrides
 from core.progress import Progress
 from jobs import scoring
-from riskstream import jobrunner
 from riskstream.demo import ensure_champion
 from riskstream.live import live_topics
 from riskstream.simulate_kafka import produce
@@ -53,13 +54,6 @@ def decision_times(settings: Settings) -> np.ndarray:  # type: ignore[type-arg]
         settings, settings.kafka.topic("decisions"), timeout_s=READ_TIMEOUT_S, committed=False
     )
     return np.sort(np.array([r.timestamp for r in records]))
-
-
-def _run(settings: Settings, taskmanagers: int) -> None:
-    if taskmanagers <= 1:
-        scoring.main(settings, bounded=True)
-    else:
-        jobrunner.submit_to_cluster(settings, "scoring", bounded=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         run = produce(sim, settings.kafka, 1e9, Progress(records, "produce", "records"))
         with standalone_cluster(settings, taskmanagers):
             started = time.monotonic()
-            _run(settings, taskmanagers)
+            run_bounded(settings, "scoring", taskmanagers, scoring.main)
             wall = time.monotonic() - started
         stamps = decision_times(settings)
         low, high = np.percentile(stamps, [LOW_Q, HIGH_Q])
@@ -105,14 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         layouts = previous_layouts("throughput")
-        layouts[layout_name(taskmanagers)] = {
-            "events_per_s": round(float(sustained), 1),
-            "job_wall_s": round(wall, 1),
-            "parallelism": settings.flink.parallelism,
-            "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "load_average_start": [round(x, 2) for x in load_start],
-            "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        }
+        layouts[layout_name(taskmanagers)] = layout_entry(
+            sustained, wall, settings.flink.parallelism, load_start
+        )
         path = write_results(
             "throughput",
             {"events_per_s": float(sustained), "job_wall_s": wall, **layout_figures(layouts)},
