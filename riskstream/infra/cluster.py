@@ -271,20 +271,15 @@ class LocalCluster:
             return f"{script} start failed: {(done.stdout + done.stderr)[-2000:]}"
         return ""
 
-    def taskmanager_ids(self) -> set[str]:
+    def taskmanager_ids(self, with_slots: bool = False) -> set[str]:
         """Ids of the TaskManagers registered with the JobManager (a killed one stays listed
-        until its heartbeats fail)."""
-        answer = self._get("/taskmanagers") or {}
-        return {str(tm["id"]) for tm in answer.get("taskmanagers", [])}
-
-    def _ids_with_slots(self) -> set[str]:
-        """Ids of the registered TaskManagers that have reported their slots (a TaskManager is
-        listed with 0 slots between its registration and its first slot report)."""
+        until its heartbeats fail); ``with_slots``: only those that have reported their slots
+        (a TaskManager is listed with 0 slots between its registration and its slot report)."""
         answer = self._get("/taskmanagers") or {}
         return {
             str(tm["id"])
             for tm in answer.get("taskmanagers", [])
-            if int(tm.get("slotsNumber", 0)) > 0
+            if not with_slots or int(tm.get("slotsNumber", 0)) > 0
         }
 
     def start_taskmanager(self) -> int:
@@ -303,7 +298,9 @@ class LocalCluster:
         timeout_s = self.settings.flink.start_timeout_s
         try:
             process.wait_until(
-                lambda: bool(self._ids_with_slots() - before), timeout_s, "the new TaskManager"
+                lambda: bool(self.taskmanager_ids(with_slots=True) - before),
+                timeout_s,
+                "the new TaskManager",
             )
         except ServiceError:
             logs = "\n".join(
