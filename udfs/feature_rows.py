@@ -56,11 +56,6 @@ def row_type() -> RowTypeInfo:
     return Types.ROW_NAMED(list(COLUMNS), kinds)
 
 
-def to_row(record_json: str) -> Row:
-    """An enriched-features record (JSON) as a row of :func:`row_type`."""
-    return record_row(output.decode(record_json))
-
-
 def record_row(record: output.EnrichedFeatures) -> Row:
     """A decoded enriched-features record as a row of :func:`row_type`."""
     values = record.features
